@@ -1,0 +1,48 @@
+//! CPU: identity, interrupt masking, idling and the frame pointer, per processor.
+
+/// A logical CPU number, dense from 0 (the boot CPU) in bring-up order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CpuId(pub u32);
+
+/// The interrupt mask as it was before [`Cpu::disable_interrupts`]; opaque to the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "the saved state must be handed back to restore_interrupts"]
+pub struct InterruptState(pub usize);
+
+/// Operations on the CPU the caller runs on.
+pub trait Cpu: Sync {
+    /// The calling CPU's logical id.
+    fn current_id(&self) -> CpuId;
+
+    /// Number of CPUs that are online.
+    fn online_count(&self) -> u32 {
+        1
+    }
+
+    /// Masks interrupts on this CPU and returns the previous state.
+    fn disable_interrupts(&self) -> InterruptState;
+
+    /// Restores the mask saved by [`Cpu::disable_interrupts`].
+    fn restore_interrupts(&self, state: InterruptState);
+
+    /// Unmasks interrupts on this CPU.
+    fn enable_interrupts(&self);
+
+    /// Whether interrupts are unmasked on this CPU.
+    fn interrupts_enabled(&self) -> bool;
+
+    /// Sleeps until the next interrupt (WFI / HLT). May return spuriously.
+    fn wait_for_interrupt(&self);
+
+    /// A hint inside busy-wait loops (YIELD / PAUSE).
+    fn relax(&self) {
+        core::hint::spin_loop();
+    }
+
+    /// The caller's frame pointer (x29 / rbp), the start of a backtrace.
+    /// Both supported ABIs store `[previous frame pointer, return address]` at it.
+    fn frame_pointer(&self) -> usize;
+
+    /// Human-readable processor model, e.g. `"ARM Cortex-A72 r0p3"`.
+    fn model(&self) -> &str;
+}

@@ -1,0 +1,80 @@
+//! Interrupt controller: the GIC, the BCM2836/BCM2835 pair or the APICs, behind one trait.
+
+/// How an interrupt line signals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Level-triggered, active high.
+    LevelHigh,
+    /// Level-triggered, active low.
+    LevelLow,
+    /// Edge-triggered, rising edge.
+    EdgeRising,
+    /// Edge-triggered, falling edge.
+    EdgeFalling,
+}
+
+impl Trigger {
+    /// Linux's short form in `/proc/interrupts`: `"Level"` or `"Edge"`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Trigger::LevelHigh | Trigger::LevelLow => "Level",
+            Trigger::EdgeRising | Trigger::EdgeFalling => "Edge",
+        }
+    }
+}
+
+/// Which CPUs an inter-processor interrupt goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpiTarget {
+    /// One CPU by logical id.
+    Cpu(u32),
+    /// Every online CPU except the sender.
+    AllOthers,
+}
+
+/// Why an interrupt-controller request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqError {
+    /// The number is not an interrupt this controller has.
+    InvalidIrq(u32),
+    /// The controller cannot configure this trigger mode for this line.
+    UnsupportedTrigger,
+    /// The target CPU is not online or does not exist.
+    InvalidCpu(u32),
+    /// The controller has no such capability (e.g. IPIs on a uniprocessor controller).
+    Unsupported,
+}
+
+/// An interrupt controller. Numbers are the controller's own (hardware IRQ numbers).
+pub trait InterruptController: Sync {
+    /// Name shown in `/proc/interrupts`, e.g. `"GICv2"`, `"IO-APIC"`.
+    fn name(&self) -> &'static str;
+
+    /// Initializes the per-CPU part (GIC CPU interface, LAPIC) on the calling CPU.
+    fn init_cpu(&self);
+
+    /// Unmasks `irq` (on the calling CPU for per-CPU interrupts).
+    fn enable(&self, irq: u32) -> Result<(), IrqError>;
+
+    /// Masks `irq`.
+    fn disable(&self, irq: u32) -> Result<(), IrqError>;
+
+    /// Sets the trigger mode of `irq`.
+    fn set_trigger(&self, irq: u32, trigger: Trigger) -> Result<(), IrqError>;
+
+    /// Routes a shared interrupt to one CPU.
+    fn set_affinity(&self, _irq: u32, cpu: u32) -> Result<(), IrqError> {
+        Err(IrqError::InvalidCpu(cpu))
+    }
+
+    /// Claims the highest-priority pending interrupt, if any; `None` when spurious.
+    fn acknowledge(&self) -> Option<u32>;
+
+    /// Signals completion of a claimed interrupt.
+    fn end_of_interrupt(&self, irq: u32);
+
+    /// Sends inter-processor interrupt `ipi` (a controller-relative number).
+    fn send_ipi(&self, _target: IpiTarget, _ipi: u32) -> Result<(), IrqError> {
+        Err(IrqError::Unsupported)
+    }
+}

@@ -1,0 +1,23 @@
+//! The hardware contract: small traits, one per hardware concept, that arch crates, drivers and boards implement and the portable kernel consumes.
+//!
+//! Nothing here touches hardware. A board names one type implementing [`Platform`]; the
+//! kernel reaches every device through it, so a missing piece is a type error, not a
+//! link error.
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod console;
+pub mod cpu;
+pub mod irq;
+pub mod memory;
+pub mod mmu;
+pub mod platform;
+
+pub use clock::{Clock, ClockEvent};
+pub use console::Console;
+pub use cpu::{Cpu, CpuId, InterruptState};
+pub use irq::{InterruptController, IpiTarget, IrqError, Trigger};
+pub use memory::{MemoryKind, MemoryRegion, PhysicalAddress, VirtualAddress};
+pub use mmu::{MapError, Mmu, PageFlags};
+pub use platform::{ExitStatus, Platform};

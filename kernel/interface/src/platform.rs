@@ -1,0 +1,65 @@
+//! Platform: the one type a board names, through which the kernel reaches every device.
+
+use crate::clock::Clock;
+use crate::console::Console;
+use crate::cpu::Cpu;
+use crate::irq::InterruptController;
+use crate::memory::MemoryRegion;
+use crate::mmu::Mmu;
+
+/// How a run ends, for boards that can report a status to their host (QEMU).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Everything passed.
+    Success,
+    /// Something failed; the code is carried to the host where the exit device allows.
+    Failure(u32),
+}
+
+/// A board: its devices, its memory, and how to stop it.
+pub trait Platform: Sync {
+    /// Board name, e.g. `"qemu-virt"`.
+    fn board_name(&self) -> &'static str;
+
+    /// Architecture name as `uname -m` prints it: `"aarch64"`, `"x86_64"`.
+    fn arch_name(&self) -> &'static str;
+
+    /// The console the kernel logs to and the shell runs on.
+    fn console(&self) -> &dyn Console;
+
+    /// The CPU operations.
+    fn cpu(&self) -> &dyn Cpu;
+
+    /// The monotonic clocksource.
+    fn clock(&self) -> &dyn Clock;
+
+    /// The interrupt controller, once the board has brought it up.
+    fn interrupt_controller(&self) -> Option<&dyn InterruptController> {
+        None
+    }
+
+    /// The MMU, once the board has brought it up.
+    fn mmu(&self) -> Option<&dyn Mmu> {
+        None
+    }
+
+    /// Calls `visit` for each physical memory region the board knows of.
+    fn memory_regions(&self, visit: &mut dyn FnMut(MemoryRegion));
+
+    /// The kernel command line from the boot loader (DTB `/chosen/bootargs`, PVH, ATAGs),
+    /// empty when there is none.
+    fn command_line(&self) -> &str;
+
+    /// Range of the kernel's text, used to sanity-check return addresses in backtraces.
+    fn kernel_text(&self) -> core::ops::Range<usize>;
+
+    /// Powers the machine off; under QEMU, exits with status 0.
+    fn poweroff(&self) -> !;
+
+    /// Ends the run with `status`; under QEMU the host sees it as the exit code.
+    /// On hardware without an exit channel, failure halts and success powers off.
+    fn exit(&self, status: ExitStatus) -> !;
+
+    /// Resets the machine.
+    fn reboot(&self) -> !;
+}

@@ -1,0 +1,120 @@
+//! Hinoki's portable kernel: boot sequence, console, logging, shell, tests and subsystems.
+//!
+//! The kernel reaches hardware only through the [`hinoki_interface::Platform`] a board hands
+//! to [`kernel_main`]. It is `no_std` and builds for the host, where `cargo test` runs the
+//! unit tests of everything that is plain logic.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod console;
+pub mod fs;
+pub mod ktest;
+pub mod mm;
+pub mod panic;
+pub mod printk;
+pub mod shell;
+pub mod sync;
+pub mod time;
+
+use hinoki_interface::Platform;
+use sync::Once;
+
+/// Kernel name, as `uname -s` prints it.
+pub const KERNEL_NAME: &str = "Hinoki";
+/// Kernel release, as `uname -r` prints it.
+pub const KERNEL_RELEASE: &str = env!("CARGO_PKG_VERSION");
+/// Host name, as `uname -n` prints it.
+pub const NODE_NAME: &str = "hinoki";
+
+static PLATFORM: Once<&'static dyn Platform> = Once::new();
+
+/// The platform the board registered. Panics (before the console exists) if called before
+/// [`kernel_main`], which would be a bug in a board's early code.
+pub fn platform() -> &'static dyn Platform {
+    *PLATFORM.get().expect("platform() called before kernel_main")
+}
+
+/// The platform, or `None` this early in boot.
+pub fn try_platform() -> Option<&'static dyn Platform> {
+    PLATFORM.get().copied()
+}
+
+/// What the kernel does after boot, chosen from the command line.
+#[derive(Debug, PartialEq, Eq)]
+enum BootMode<'a> {
+    /// Run the interactive shell.
+    Shell,
+    /// Run in-kernel tests matching the filter (empty: the default suite), then exit.
+    Test(&'a str),
+}
+
+fn boot_mode(command_line: &str) -> BootMode<'_> {
+    for word in command_line.split_ascii_whitespace() {
+        if word == "ktest" {
+            return BootMode::Test("");
+        }
+        if let Some(filter) = word.strip_prefix("ktest=") {
+            return BootMode::Test(filter);
+        }
+    }
+    BootMode::Shell
+}
+
+/// The portable kernel entry point. A board calls it once, on the boot CPU, after the
+/// arch crate has set up a stack, cleared BSS and made the console usable.
+pub fn kernel_main(platform: &'static dyn Platform) -> ! {
+    PLATFORM.call_once(|| platform);
+    time::mark_boot();
+    printk::init();
+    log::info!(
+        "{} {} ({}) on {}, {}",
+        KERNEL_NAME,
+        KERNEL_RELEASE,
+        platform.arch_name(),
+        platform.board_name(),
+        platform.cpu().model()
+    );
+    log::info!("command line: {}", platform.command_line());
+    log::info!("clocksource {} at {} Hz", platform.clock().name(), platform.clock().frequency_hz());
+    let mut total_usable = 0u64;
+    platform.memory_regions(&mut |region| {
+        log::info!(
+            "memory: [{:#012x}-{:#012x}] {:?}",
+            region.start.0,
+            region.end().saturating_sub(1),
+            region.kind
+        );
+        if region.kind == hinoki_interface::MemoryKind::Usable {
+            total_usable += region.size;
+        }
+    });
+    log::info!("memory: {} KiB usable", total_usable / 1024);
+    fs::procfs::register_core_files();
+
+    match boot_mode(platform.command_line()) {
+        BootMode::Test(filter) => {
+            let status = ktest::run(filter);
+            platform.console().flush();
+            platform.exit(status)
+        }
+        BootMode::Shell => {
+            log::info!("boot took {} us", time::since_boot_nanoseconds() / 1000);
+            shell::run()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_mode_from_command_line() {
+        assert_eq!(boot_mode(""), BootMode::Shell);
+        assert_eq!(boot_mode("console=ttyAMA0 quiet"), BootMode::Shell);
+        assert_eq!(boot_mode("ktest"), BootMode::Test(""));
+        assert_eq!(boot_mode("quiet ktest=selftest"), BootMode::Test("selftest"));
+        assert_eq!(boot_mode("ktestx"), BootMode::Shell);
+    }
+}

@@ -1,0 +1,1 @@
+//! Memory management: the physical page allocator, slab caches and the kernel heap.

@@ -1,0 +1,47 @@
+//! Time since boot from the platform clocksource.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+static BOOT_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Records the clocksource value at kernel entry as the origin of uptime. The counter on
+/// every supported board starts near zero at reset, so boot time before the kernel is
+/// also visible as `boot_counter()`.
+pub fn mark_boot() {
+    if let Some(platform) = crate::try_platform() {
+        BOOT_COUNTER.store(platform.clock().counter(), Ordering::Relaxed);
+    }
+}
+
+/// The clocksource value when `kernel_main` started.
+pub fn boot_counter() -> u64 {
+    BOOT_COUNTER.load(Ordering::Relaxed)
+}
+
+/// Nanoseconds since the clocksource origin (machine reset), 0 before the platform exists.
+pub fn since_reset_nanoseconds() -> u64 {
+    crate::try_platform().map_or(0, |platform| platform.clock().nanoseconds())
+}
+
+/// Nanoseconds since the clocksource origin; this is the kernel's uptime clock.
+pub fn since_boot_nanoseconds() -> u64 {
+    since_reset_nanoseconds()
+}
+
+/// Splits nanoseconds into (days, hours, minutes, seconds, milliseconds).
+pub fn split_duration(nanoseconds: u64) -> (u64, u64, u64, u64, u64) {
+    let milliseconds = nanoseconds / 1_000_000;
+    let seconds = milliseconds / 1000;
+    (seconds / 86_400, (seconds / 3600) % 24, (seconds / 60) % 60, seconds % 60, milliseconds % 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_duration;
+
+    #[test]
+    fn splits_durations() {
+        assert_eq!(split_duration(0), (0, 0, 0, 0, 0));
+        assert_eq!(split_duration(90_061_001_000_000), (1, 1, 1, 1, 1));
+    }
+}
