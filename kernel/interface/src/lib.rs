@@ -18,6 +18,6 @@ pub use clock::{Clock, ClockEvent};
 pub use console::Console;
 pub use cpu::{Cpu, CpuId, InterruptState};
 pub use irq::{InterruptController, IpiTarget, IrqError, Trigger};
-pub use memory::{MemoryKind, MemoryRegion, PhysicalAddress, VirtualAddress};
+pub use memory::{MemoryKind, MemoryMap, MemoryMapFull, MemoryRegion, PhysicalAddress, VirtualAddress};
 pub use mmu::{MapError, Mmu, PageFlags};
 pub use platform::{ExitStatus, Platform};

@@ -1,0 +1,96 @@
+//! Boot entry: the arm64 Image header, exception-level drop to EL1, FP enable, stack and BSS, then the board's Rust entry.
+
+use core::arch::global_asm;
+
+// The header follows the Linux arm64 boot protocol so QEMU (`-kernel Image`) and the
+// Raspberry Pi firmware honour `text_offset`. The image is linked at its run address, so
+// the code runs with the MMU off at the addresses it was linked for.
+//
+// Secondary cores (the Raspberry Pi starts all four) park in `wfe` until SMP bring-up.
+global_asm!(
+    r#"
+    .section .text.head, "ax"
+    .global _start
+_start:
+    b       primary_entry
+    .long   0
+    .quad   __text_offset
+    .quad   __kernel_size
+    .quad   0xa
+    .quad   0
+    .quad   0
+    .quad   0
+    .ascii  "ARM\x64"
+    .long   0
+
+primary_entry:
+    mov     x19, x0
+    mrs     x1, mpidr_el1
+    and     x1, x1, #0xff
+    cbz     x1, 1f
+0:  wfe
+    b       0b
+
+1:  mrs     x1, CurrentEL
+    lsr     x1, x1, #2
+    cmp     x1, #3
+    b.eq    from_el3
+    cmp     x1, #2
+    b.eq    from_el2
+    b       at_el1
+
+from_el3:
+    // EL3 (an ELF handed to the Raspberry Pi machine): non-secure, EL2 is AArch64.
+    mov     x1, #0x5b1
+    msr     scr_el3, x1
+    mov     x1, #0x3c9
+    msr     spsr_el3, x1
+    adr     x1, from_el2
+    msr     elr_el3, x1
+    eret
+
+from_el2:
+    // EL1 is AArch64, EL1 may use the physical counter and timer, no virtual offset.
+    mov     x1, #(1 << 31)
+    msr     hcr_el2, x1
+    mrs     x1, cnthctl_el2
+    orr     x1, x1, #3
+    msr     cnthctl_el2, x1
+    msr     cntvoff_el2, xzr
+    // No traps of FP/SIMD from EL1/EL0 to EL2.
+    mov     x1, #0x33ff
+    msr     cptr_el2, x1
+    msr     hstr_el2, xzr
+    // EL1 stage-1 MMU off, caches off, little endian, RES1 bits set.
+    ldr     x1, =0x30d00800
+    msr     sctlr_el1, x1
+    mov     x1, #0x3c5
+    msr     spsr_el2, x1
+    adr     x1, at_el1
+    msr     elr_el2, x1
+    eret
+
+at_el1:
+    // The target enables FP/SIMD code generation: stop FP/SIMD accesses from trapping.
+    mov     x1, #(3 << 20)
+    msr     cpacr_el1, x1
+    isb
+    ldr     x1, =__boot_stack_top
+    mov     sp, x1
+    mov     x29, xzr
+    mov     x30, xzr
+    ldr     x1, =__bss_start
+    ldr     x2, =__bss_end
+2:  cmp     x1, x2
+    b.hs    3f
+    str     xzr, [x1], #8
+    b       2b
+3:  ldr     x1, =exception_vectors
+    msr     vbar_el1, x1
+    isb
+    mov     x0, x19
+    bl      hinoki_board_entry
+4:  wfe
+    b       4b
+"#
+);
