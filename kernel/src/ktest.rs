@@ -197,15 +197,15 @@ pub fn registry() -> &'static [KernelTest] {
     #[cfg(target_os = "none")]
     {
         extern "C" {
-            static __start_ktest_array: KernelTest;
-            static __stop_ktest_array: KernelTest;
+            static __start_ktest_array: u8;
+            static __stop_ktest_array: u8;
         }
         // SAFETY: the linker script places every `KernelTest` static emitted by `ktest!`
         // contiguously in `ktest_array` and defines these two symbols around it; the
         // statics are immutable and of one type, so the range is a valid slice.
         unsafe {
-            let start = core::ptr::addr_of!(__start_ktest_array);
-            let stop = core::ptr::addr_of!(__stop_ktest_array);
+            let start = core::ptr::addr_of!(__start_ktest_array).cast::<KernelTest>();
+            let stop = core::ptr::addr_of!(__stop_ktest_array).cast::<KernelTest>();
             let count = (stop as usize - start as usize) / core::mem::size_of::<KernelTest>();
             core::slice::from_raw_parts(start, count)
         }

@@ -61,12 +61,21 @@ fn boot_mode(command_line: &str) -> BootMode<'_> {
     BootMode::Shell
 }
 
-/// The portable kernel entry point. A board calls it once, on the boot CPU, after the
-/// arch crate has set up a stack, cleared BSS and made the console usable.
-pub fn kernel_main(platform: &'static dyn Platform) -> ! {
+/// Registers the platform and starts the kernel log, so a board can log what it found
+/// before calling [`kernel_main`]. Calling it again has no effect.
+pub fn early_init(platform: &'static dyn Platform) {
+    if PLATFORM.get().is_some() {
+        return;
+    }
     PLATFORM.call_once(|| platform);
     time::mark_boot();
     printk::init();
+}
+
+/// The portable kernel entry point. A board calls it once, on the boot CPU, after the
+/// arch crate has set up a stack, cleared BSS and made the console usable.
+pub fn kernel_main(platform: &'static dyn Platform) -> ! {
+    early_init(platform);
     log::info!(
         "{} {} ({}) on {}, {}",
         KERNEL_NAME,

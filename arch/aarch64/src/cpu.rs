@@ -130,11 +130,13 @@ impl Cpu for Aarch64Cpu {
         unsafe { asm!("yield", options(nomem, nostack, preserves_flags)) };
     }
 
-    #[inline(always)]
+    #[inline(never)]
     fn frame_pointer(&self) -> usize {
         let frame_pointer: usize;
-        // SAFETY: copies x29 into a general register.
-        unsafe { asm!("mov {}, x29", out(reg) frame_pointer, options(nomem, nostack, preserves_flags)) };
+        // SAFETY: this function is never inlined and, built with frame pointers, has its
+        // own frame record at x29 whose first word is the caller's frame pointer; reading
+        // it is a load from this function's live stack frame.
+        unsafe { asm!("ldr {}, [x29]", out(reg) frame_pointer, options(readonly, nostack, preserves_flags)) };
         frame_pointer
     }
 

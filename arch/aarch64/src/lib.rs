@@ -51,19 +51,16 @@ pub mod layout {
 
     /// First byte of the loaded image.
     pub fn image_start() -> usize {
-        // SAFETY: only the address of the linker symbol is taken; it is never dereferenced.
-        address_of(unsafe { core::ptr::addr_of!(__image_start) })
+        address_of(core::ptr::addr_of!(__image_start))
     }
 
     /// The kernel's executable text.
     pub fn text() -> core::ops::Range<usize> {
-        // SAFETY: only the addresses of the linker symbols are taken.
-        unsafe { address_of(core::ptr::addr_of!(__text_start))..address_of(core::ptr::addr_of!(__text_end)) }
+        address_of(core::ptr::addr_of!(__text_start))..address_of(core::ptr::addr_of!(__text_end))
     }
 
     /// One past the last byte the kernel uses (image, BSS and boot stacks).
     pub fn kernel_end() -> usize {
-        // SAFETY: only the address of the linker symbol is taken.
-        address_of(unsafe { core::ptr::addr_of!(__kernel_end) })
+        address_of(core::ptr::addr_of!(__kernel_end))
     }
 }

@@ -39,8 +39,9 @@ pub trait Cpu: Sync {
         core::hint::spin_loop();
     }
 
-    /// The caller's frame pointer (x29 / rbp), the start of a backtrace.
-    /// Both supported ABIs store `[previous frame pointer, return address]` at it.
+    /// The frame pointer (x29 / rbp) of the function that called this method, the start of
+    /// a backtrace; valid while that function runs. Both supported ABIs store
+    /// `[previous frame pointer, return address]` at it.
     fn frame_pointer(&self) -> usize;
 
     /// Human-readable processor model, e.g. `"ARM Cortex-A72 r0p3"`.

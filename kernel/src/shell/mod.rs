@@ -60,15 +60,15 @@ pub fn commands() -> &'static [Command] {
     #[cfg(target_os = "none")]
     {
         extern "C" {
-            static __start_shell_commands: Command;
-            static __stop_shell_commands: Command;
+            static __start_shell_commands: u8;
+            static __stop_shell_commands: u8;
         }
         // SAFETY: the linker script keeps every `Command` static emitted by
         // `shell_command!` contiguously in `shell_commands` between these symbols; the
         // statics are immutable and of one type.
         unsafe {
-            let start = core::ptr::addr_of!(__start_shell_commands);
-            let stop = core::ptr::addr_of!(__stop_shell_commands);
+            let start = core::ptr::addr_of!(__start_shell_commands).cast::<Command>();
+            let stop = core::ptr::addr_of!(__stop_shell_commands).cast::<Command>();
             let count = (stop as usize - start as usize) / core::mem::size_of::<Command>();
             core::slice::from_raw_parts(start, count)
         }

@@ -1,0 +1,205 @@
+//! Reads the qemu-virt machine's devices and memory from the flattened device tree QEMU passes in x0.
+
+use fdt::Fdt;
+use hinoki_arch_aarch64::psci::Conduit;
+use hinoki_interface::{MemoryKind, MemoryMap};
+
+/// Most virtio-mmio slots recorded.
+pub const MAX_VIRTIO_SLOTS: usize = 32;
+
+/// Which GIC the machine has, and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GicDescription {
+    /// GICv2: distributor and CPU interface.
+    Version2 {
+        /// Distributor base.
+        distributor: u64,
+        /// CPU interface base.
+        cpu_interface: u64,
+    },
+    /// GICv3: distributor and redistributor region.
+    Version3 {
+        /// Distributor base.
+        distributor: u64,
+        /// First redistributor base.
+        redistributor: u64,
+    },
+}
+
+/// A virtio-mmio transport slot: registers and interrupt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VirtioSlot {
+    /// Register block base.
+    pub base: u64,
+    /// Register block size.
+    pub size: u64,
+    /// The SPI number (GIC interrupt ID minus 32).
+    pub interrupt: u32,
+}
+
+/// Everything the board takes from the DTB.
+pub struct Devices {
+    /// RAM and reservations.
+    pub memory: MemoryMap<24>,
+    /// PL011 console base.
+    pub uart: u64,
+    /// PL011 reference clock, when the DTB names one.
+    pub uart_clock_hz: Option<u32>,
+    /// The interrupt controller.
+    pub gic: Option<GicDescription>,
+    /// Generic-timer PPIs: secure physical, non-secure physical, virtual, hypervisor.
+    pub timer_interrupts: [u32; 4],
+    /// virtio-mmio slots.
+    pub virtio: [VirtioSlot; MAX_VIRTIO_SLOTS],
+    /// Number of valid entries in `virtio`.
+    pub virtio_count: usize,
+    /// How to reach PSCI firmware.
+    pub psci: Option<Conduit>,
+    /// CPUs listed under `/cpus`.
+    pub cpu_count: usize,
+    /// `/chosen/bootargs`.
+    pub command_line: &'static str,
+    /// Size of the DTB blob, reserved in the memory map.
+    pub dtb_size: usize,
+}
+
+/// Why the DTB could not be used (printed with `{:?}` on the fallback console).
+#[derive(Debug)]
+#[allow(dead_code)]
+pub enum DeviceTreeError {
+    /// The blob failed validation (bad magic, truncated).
+    Invalid(fdt::FdtError),
+    /// A node the board cannot run without is missing.
+    Missing(&'static str),
+    /// More memory ranges than the map holds.
+    TooManyRegions,
+}
+
+fn cells(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    bytes.chunks_exact(4).map(|chunk| u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
+}
+
+/// Parses the DTB at `address`.
+///
+/// # Safety
+/// `address` must point to memory that holds a DTB or is at least readable for its header,
+/// and the blob must stay in place, unmodified, for the rest of the kernel's life.
+pub unsafe fn parse(address: usize) -> Result<Devices, DeviceTreeError> {
+    // SAFETY: the caller guarantees a readable, permanent blob at `address`; `from_ptr`
+    // validates the header and bounds every later read by its total size.
+    let tree: Fdt<'static> = unsafe { Fdt::from_ptr(address as *const u8) }.map_err(DeviceTreeError::Invalid)?;
+    let mut memory = MemoryMap::new();
+    for region in tree.memory().regions() {
+        memory
+            .add_ram(region.starting_address as u64, region.size.unwrap_or(0) as u64)
+            .map_err(|_| DeviceTreeError::TooManyRegions)?;
+    }
+    for reservation in tree.memory_reservations() {
+        memory
+            .reserve(reservation.address() as u64, reservation.size() as u64, MemoryKind::Reserved)
+            .map_err(|_| DeviceTreeError::TooManyRegions)?;
+    }
+    if let Some(reserved) = tree.find_node("/reserved-memory") {
+        for child in reserved.children() {
+            for region in child.reg().into_iter().flatten() {
+                memory
+                    .reserve(region.starting_address as u64, region.size.unwrap_or(0) as u64, MemoryKind::Reserved)
+                    .map_err(|_| DeviceTreeError::TooManyRegions)?;
+            }
+        }
+    }
+    memory
+        .reserve(address as u64, tree.total_size() as u64, MemoryKind::Reserved)
+        .map_err(|_| DeviceTreeError::TooManyRegions)?;
+
+    let uart_node = tree
+        .chosen()
+        .stdout()
+        .filter(|node| node.compatible().is_some_and(|c| c.all().any(|s| s == "arm,pl011")))
+        .or_else(|| tree.find_compatible(&["arm,pl011"]))
+        .ok_or(DeviceTreeError::Missing("arm,pl011 UART"))?;
+    let uart = uart_node
+        .reg()
+        .and_then(|mut regions| regions.next())
+        .ok_or(DeviceTreeError::Missing("UART registers"))?
+        .starting_address as u64;
+    let uart_clock_hz = uart_node
+        .property("clocks")
+        .and_then(|clocks| cells(clocks.value).next())
+        .and_then(|phandle| tree.find_phandle(phandle))
+        .and_then(|clock| clock.property("clock-frequency"))
+        .and_then(|frequency| frequency.as_usize())
+        .map(|hz| hz as u32);
+
+    let gic = if let Some(node) = tree.find_compatible(&["arm,gic-v3"]) {
+        let mut regions = node.reg().into_iter().flatten();
+        match (regions.next(), regions.next()) {
+            (Some(distributor), Some(redistributor)) => Some(GicDescription::Version3 {
+                distributor: distributor.starting_address as u64,
+                redistributor: redistributor.starting_address as u64,
+            }),
+            _ => None,
+        }
+    } else if let Some(node) = tree.find_compatible(&["arm,cortex-a15-gic", "arm,gic-400"]) {
+        let mut regions = node.reg().into_iter().flatten();
+        match (regions.next(), regions.next()) {
+            (Some(distributor), Some(cpu_interface)) => Some(GicDescription::Version2 {
+                distributor: distributor.starting_address as u64,
+                cpu_interface: cpu_interface.starting_address as u64,
+            }),
+            _ => None,
+        }
+    } else {
+        None
+    };
+
+    let mut timer_interrupts = [0u32; 4];
+    if let Some(timer) = tree.find_compatible(&["arm,armv8-timer", "arm,armv7-timer"]) {
+        if let Some(property) = timer.property("interrupts") {
+            // Three cells per interrupt: type (1 = PPI), number, flags. PPI n is INTID 16 + n.
+            let values: [u32; 12] = {
+                let mut all = [0u32; 12];
+                for (slot, value) in all.iter_mut().zip(cells(property.value)) {
+                    *slot = value;
+                }
+                all
+            };
+            for (index, interrupt) in timer_interrupts.iter_mut().enumerate() {
+                *interrupt = values[index * 3 + 1] + if values[index * 3] == 1 { 16 } else { 32 };
+            }
+        }
+    }
+
+    let mut virtio = [VirtioSlot::default(); MAX_VIRTIO_SLOTS];
+    let mut virtio_count = 0;
+    for node in tree.all_nodes().filter(|node| node.compatible().is_some_and(|c| c.all().any(|s| s == "virtio,mmio"))) {
+        let Some(region) = node.reg().and_then(|mut regions| regions.next()) else { continue };
+        let interrupt = node.property("interrupts").map(|p| cells(p.value).nth(1).unwrap_or(0)).unwrap_or(0);
+        if virtio_count < MAX_VIRTIO_SLOTS {
+            virtio[virtio_count] = VirtioSlot { base: region.starting_address as u64, size: region.size.unwrap_or(0) as u64, interrupt };
+            virtio_count += 1;
+        }
+    }
+    // The DTB lists slots from the highest address down; keep them in address order.
+    virtio[..virtio_count].sort_unstable_by_key(|slot| slot.base);
+
+    let psci = tree
+        .find_node("/psci")
+        .and_then(|node| node.property("method"))
+        .and_then(|method| method.as_str())
+        .and_then(Conduit::from_method);
+
+    Ok(Devices {
+        memory,
+        uart,
+        uart_clock_hz,
+        gic,
+        timer_interrupts,
+        virtio,
+        virtio_count,
+        psci,
+        cpu_count: tree.cpus().count(),
+        command_line: tree.chosen().bootargs().unwrap_or(""),
+        dtb_size: tree.total_size(),
+    })
+}
