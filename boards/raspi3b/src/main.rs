@@ -1,0 +1,5 @@
+//! Placeholder: being written.
+#![no_std]
+#![no_main]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! { loop {} }
