@@ -108,7 +108,12 @@ pub fn kernel_main(platform: &'static dyn Platform) -> ! {
             platform.exit(status)
         }
         BootMode::Shell => {
-            log::info!("boot took {} us", time::since_boot_nanoseconds() / 1000);
+            let clock = platform.clock();
+            let in_kernel = clock.counter().saturating_sub(time::boot_counter());
+            log::info!(
+                "boot: {} us from kernel entry to the shell",
+                hinoki_interface::clock::counter_to_nanoseconds(in_kernel, clock.frequency_hz()) / 1000
+            );
             shell::run()
         }
     }

@@ -1,1 +1,115 @@
-fn main() {}
+//! `cargo xtask`: the one entry point for building, running, testing and benchmarking Hinoki.
+
+mod bench;
+mod boards;
+mod image;
+mod qemu;
+mod setup;
+mod symbols;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <verb> [options]
+
+verbs:
+  build [--board B] [--release]         build a board's kernel and image
+  run [--board B] [--smp N] [--gdb] [--release] [--append ARGS] [--machine M]
+                                        boot a board in QEMU with the console on this terminal
+  test [--board B] [--config C] [--no-host] [--timeout SECONDS]
+                                        host tests, then the board x suite matrix under QEMU
+  image --board B --out DIR [--release] write the files for a board's boot medium (SD card for the Pis)
+  bench [boot] [--board B] [--runs N]   boot-time benchmark (guest entry-to-prompt, QEMU start-to-prompt)
+  bench mm                              host allocator benchmarks (criterion)
+  boards                                list the boards
+
+The default board is qemu-virt.";
+
+/// The repository root (the xtask lives in ci/xtask).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+}
+
+/// Parsed command-line options shared by the verbs.
+#[derive(Default, Debug)]
+pub struct Options {
+    pub board: Option<String>,
+    pub config: Option<String>,
+    pub release: bool,
+    pub smp: Option<u32>,
+    pub gdb: bool,
+    pub no_host: bool,
+    pub out: Option<PathBuf>,
+    pub append: Option<String>,
+    pub machine: Option<String>,
+    pub timeout: Option<u64>,
+    pub runs: Option<usize>,
+    pub positional: Vec<String>,
+}
+
+fn parse_options(arguments: &[String]) -> Result<Options, String> {
+    let mut options = Options::default();
+    let mut iterator = arguments.iter();
+    while let Some(argument) = iterator.next() {
+        let mut value = |name: &str| iterator.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        match argument.as_str() {
+            "--board" => options.board = Some(value("--board")?),
+            "--config" => options.config = Some(value("--config")?),
+            "--release" => options.release = true,
+            "--gdb" => options.gdb = true,
+            "--no-host" => options.no_host = true,
+            "--smp" => {
+                let count: u32 = value("--smp")?.parse().map_err(|_| "--smp needs a number".to_string())?;
+                if !(1..=8).contains(&count) {
+                    return Err("--smp must be between 1 and 8".into());
+                }
+                options.smp = Some(count);
+            }
+            "--out" => options.out = Some(PathBuf::from(value("--out")?)),
+            "--append" => options.append = Some(value("--append")?),
+            "--machine" => options.machine = Some(value("--machine")?),
+            "--timeout" => options.timeout = Some(value("--timeout")?.parse().map_err(|_| "--timeout needs seconds".to_string())?),
+            "--runs" => options.runs = Some(value("--runs")?.parse().map_err(|_| "--runs needs a number".to_string())?),
+            other if other.starts_with("--") => return Err(format!("unknown option {other}")),
+            other => options.positional.push(other.to_string()),
+        }
+    }
+    Ok(options)
+}
+
+fn main() -> ExitCode {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let Some(verb) = arguments.first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let options = match parse_options(&arguments[1..]) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("xtask: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match verb.as_str() {
+        "build" => boards::find(options.board.as_deref()).and_then(|board| image::build(&board, options.release).map(|_| ())),
+        "run" => qemu::run_interactive(&options),
+        "test" => test::run(&options),
+        "image" => image::write_boot_medium(&options),
+        "bench" => bench::run(&options),
+        "boards" => boards::list(),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown verb '{other}'\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
