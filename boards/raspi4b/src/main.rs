@@ -1,5 +1,58 @@
-//! Placeholder: being written.
+//! The Raspberry Pi 4 Model B board: the BCM2711 (low-peripheral mode) memory map handed to the shared Raspberry Pi wiring, then the kernel.
 #![no_std]
 #![no_main]
+
+#[allow(dead_code)]
+mod memory_map;
+
+use bcm2835_gpio::PullInterface;
+use hinoki_arch_aarch64::{generic_timer, layout, semihosting, Aarch64Cpu, GenericTimerCounter};
+use hinoki_board_raspi::{Architecture, Model, Raspi};
+use hinoki_kernel::sync::Once;
+
+hinoki_arch_aarch64::entry_point!(board_main);
+
+static MODEL: Model = Model {
+    board_name: "raspi4b",
+    peripheral_base: memory_map::PERIPHERAL_BASE,
+    device_window_start: memory_map::DEVICE_WINDOW_START,
+    device_window_end: memory_map::DEVICE_WINDOW_END,
+    uart0: memory_map::UART0,
+    gpio: memory_map::GPIO,
+    aux: memory_map::AUX,
+    power_management: memory_map::POWER_MANAGEMENT,
+    default_ram_size: memory_map::RAM_SIZE,
+    videocore_memory_size: memory_map::VIDEOCORE_MEMORY_SIZE,
+    low_reserved_size: memory_map::LOW_RESERVED_SIZE,
+    kernel_load_address: memory_map::KERNEL_LOAD_ADDRESS,
+    pull_interface: PullInterface::Direct,
+    uart_clock_hz: memory_map::UART_CLOCK_HZ,
+    core_clock_hz: memory_map::CORE_CLOCK_HZ,
+};
+
+static BOARD: Once<Raspi<Aarch64Cpu, GenericTimerCounter>> = Once::new();
+
+fn board_main(boot_argument: usize) -> ! {
+    let architecture = Architecture {
+        cpu: Aarch64Cpu::new(),
+        clock: GenericTimerCounter::new(memory_map::COUNTER_FALLBACK_HZ),
+        kernel_text: layout::text(),
+        kernel_image: layout::image_start() as u64..layout::kernel_end() as u64,
+        semihosting_exit: semihosting::exit,
+    };
+    // SAFETY: this is the boot CPU, once, with the MMU off; MODEL is this SoC's map;
+    // `boot_argument` is the x0 the firmware or QEMU passed; memory below the kernel holds
+    // only the firmware stub and the boot tags, which nothing overwrites.
+    let board = BOARD.call_once(|| unsafe { Raspi::new(&MODEL, boot_argument, architecture) });
+    hinoki_kernel::early_init(board);
+    board.log_boot();
+    if generic_timer::counter_frequency() == 0 {
+        log::warn!("raspi4b: CNTFRQ_EL0 is 0; assuming {} Hz", memory_map::COUNTER_FALLBACK_HZ);
+    }
+    hinoki_kernel::kernel_main(board)
+}
+
 #[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! { loop {} }
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    hinoki_kernel::panic::handle_panic(info)
+}
