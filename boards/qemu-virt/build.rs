@@ -16,6 +16,9 @@ fn main() {
     std::fs::write(out.join("memory.ld"), script).unwrap();
     println!("cargo:rustc-link-arg-bins=-L{}", linker_directory.display());
     println!("cargo:rustc-link-arg-bins=-T{}", out.join("memory.ld").display());
+    if std::env::var_os("CARGO_FEATURE_DEFMT").is_some() {
+        println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
+    }
     println!("cargo:rerun-if-changed=src/memory_map.rs");
     println!("cargo:rerun-if-changed=../../linker/aarch64.ld");
 }

@@ -29,8 +29,13 @@ fn write_translated(bytes: &[u8]) {
     }
 }
 
-/// Writes raw bytes (no translation), e.g. terminal control sequences.
+/// Writes raw bytes (no translation), e.g. terminal control sequences. With the `defmt`
+/// feature the console carries only frames, so raw echo is dropped (the shell prints each
+/// accepted command line instead).
 pub fn write_raw(bytes: &[u8]) {
+    if cfg!(feature = "defmt") {
+        return;
+    }
     let _guard = CONSOLE_LOCK.lock();
     if let Some(platform) = crate::try_platform() {
         platform.console().write_bytes(bytes);
@@ -39,6 +44,12 @@ pub fn write_raw(bytes: &[u8]) {
 
 /// Formats to the console under the console lock, so lines from several CPUs do not mix.
 pub fn print_arguments(arguments: fmt::Arguments<'_>) {
+    #[cfg(feature = "defmt")]
+    {
+        crate::defmt_logger::print_arguments(arguments);
+        return;
+    }
+    #[allow(unreachable_code)]
     let _guard = CONSOLE_LOCK.lock();
     let _ = ConsoleWriter.write_fmt(arguments);
 }
@@ -46,6 +57,12 @@ pub fn print_arguments(arguments: fmt::Arguments<'_>) {
 /// Formats to the console without taking the lock: for the panic path, where the lock may
 /// be held by the code that panicked.
 pub fn print_arguments_unlocked(arguments: fmt::Arguments<'_>) {
+    #[cfg(feature = "defmt")]
+    {
+        crate::defmt_logger::print_arguments(arguments);
+        return;
+    }
+    #[allow(unreachable_code)]
     let _ = ConsoleWriter.write_fmt(arguments);
 }
 

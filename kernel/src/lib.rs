@@ -8,6 +8,8 @@
 #![warn(missing_docs)]
 
 pub mod console;
+#[cfg(feature = "defmt")]
+pub mod defmt_logger;
 pub mod fs;
 pub mod ktest;
 pub mod mm;
@@ -28,6 +30,12 @@ pub const KERNEL_RELEASE: &str = env!("CARGO_PKG_VERSION");
 pub const NODE_NAME: &str = "hinoki";
 
 static PLATFORM: Once<&'static dyn Platform> = Once::new();
+
+/// The kernel heap: `alloc` collections use the slab caches and, for large requests, the
+/// buddy allocator. Bare-metal builds only; host tests keep the system allocator.
+#[cfg(target_os = "none")]
+#[global_allocator]
+static KERNEL_HEAP: mm::KernelAllocator = mm::KernelAllocator::new();
 
 /// The platform the board registered. Panics (before the console exists) if called before
 /// [`kernel_main`], which would be a bug in a board's early code.
@@ -99,6 +107,15 @@ pub fn kernel_main(platform: &'static dyn Platform) -> ! {
         }
     });
     log::info!("memory: {} KiB usable", total_usable / 1024);
+    let config = mm::BuddyConfig { direct_map_offset: 0, dma32: platform.dma32_zone() };
+    // SAFETY: the Platform contract (hinoki_interface::Platform::memory_regions) promises
+    // that Usable regions not covered by other regions are unused RAM, identity-mapped at
+    // this point of boot; nothing has allocated from them yet.
+    match unsafe { mm::init_from_platform(platform, &[], config) } {
+        Ok(()) => log::info!("mm: page allocator and slab caches ready"),
+        Err(error) => log::error!("mm: cannot initialize memory management: {:?}", error),
+    }
+    mm::register_proc_files();
     fs::procfs::register_core_files();
 
     match boot_mode(platform.command_line()) {

@@ -102,6 +102,9 @@ impl Log for KernelLogger {
             let mut ring = LOG_BUFFER.lock();
             let _ = format_line(&mut *ring, now, record.level(), record.args());
         }
+        #[cfg(feature = "defmt")]
+        crate::defmt_logger::log_record(record.level(), record.args());
+        #[cfg(not(feature = "defmt"))]
         if record.level() <= console_level() {
             crate::console::print_arguments(format_args!("{}", LineArguments(now, record)));
         }
@@ -110,6 +113,7 @@ impl Log for KernelLogger {
     fn flush(&self) {}
 }
 
+#[cfg_attr(feature = "defmt", allow(dead_code))]
 struct LineArguments<'a>(u64, &'a Record<'a>);
 
 impl fmt::Display for LineArguments<'_> {
@@ -120,6 +124,7 @@ impl fmt::Display for LineArguments<'_> {
 
 static CONSOLE_LEVEL: IrqSpinLock<Level> = IrqSpinLock::new(Level::Info);
 
+#[cfg_attr(feature = "defmt", allow(dead_code))]
 fn console_level() -> Level {
     *CONSOLE_LEVEL.lock()
 }

@@ -17,6 +17,12 @@ pub struct Built {
 
 /// Builds a board's kernel with cargo and writes its image.
 pub fn build(board: &Board, release: bool) -> Result<Built, String> {
+    build_with(board, release, false)
+}
+
+/// Builds a board's kernel, with defmt logging when `defmt` is set (output in a separate
+/// directory so it never mixes with the plain build).
+pub fn build_with(board: &Board, release: bool, defmt: bool) -> Result<Built, String> {
     crate::setup::ensure_target(&board.target)?;
     let profile = if release { "release" } else { "debug" };
     eprintln!("xtask: building {} ({} {}, {})", board.board, board.package, board.target, profile);
@@ -25,12 +31,16 @@ pub fn build(board: &Board, release: bool) -> Result<Built, String> {
     if release {
         command.arg("--release");
     }
+    if defmt {
+        command.args(["--features", "defmt", "--target-dir", "target/defmt"]).env("DEFMT_LOG", std::env::var("DEFMT_LOG").unwrap_or_else(|_| "info".into()));
+    }
     let status = command.status().map_err(|e| format!("running cargo: {e}"))?;
     if !status.success() {
         return Err(format!("cargo build of {} failed", board.board));
     }
-    let elf = crate::root().join("target").join(&board.target).join(profile).join(&board.binary);
-    let output_directory = crate::root().join("target/hinoki").join(&board.board).join(profile);
+    let target_directory = crate::root().join(if defmt { "target/defmt" } else { "target" });
+    let elf = target_directory.join(&board.target).join(profile).join(&board.binary);
+    let output_directory = crate::root().join("target/hinoki").join(&board.board).join(if defmt { format!("{profile}-defmt") } else { profile.to_string() });
     std::fs::create_dir_all(&output_directory).map_err(|e| e.to_string())?;
     let kernel = match board.image {
         ImageFormat::Elf => elf.clone(),

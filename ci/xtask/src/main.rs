@@ -16,8 +16,9 @@ usage: cargo xtask <verb> [options]
 
 verbs:
   build [--board B] [--release]         build a board's kernel and image
-  run [--board B] [--smp N] [--gdb] [--release] [--append ARGS] [--machine M]
+  run [--board B] [--smp N] [--gdb] [--release] [--append ARGS] [--machine M] [--defmt]
                                         boot a board in QEMU with the console on this terminal
+                                        (--defmt: logs as defmt frames, decoded by defmt-print)
   test [--board B] [--config C] [--no-host] [--timeout SECONDS]
                                         host tests, then the board x suite matrix under QEMU
   image --board B --out DIR [--release] write the files for a board's boot medium (SD card for the Pis)
@@ -40,6 +41,7 @@ pub struct Options {
     pub release: bool,
     pub smp: Option<u32>,
     pub gdb: bool,
+    pub defmt: bool,
     pub no_host: bool,
     pub out: Option<PathBuf>,
     pub append: Option<String>,
@@ -59,6 +61,7 @@ fn parse_options(arguments: &[String]) -> Result<Options, String> {
             "--config" => options.config = Some(value("--config")?),
             "--release" => options.release = true,
             "--gdb" => options.gdb = true,
+            "--defmt" => options.defmt = true,
             "--no-host" => options.no_host = true,
             "--smp" => {
                 let count: u32 = value("--smp")?.parse().map_err(|_| "--smp needs a number".to_string())?;

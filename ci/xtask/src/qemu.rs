@@ -74,7 +74,7 @@ pub fn describe(command: &Command) -> String {
 /// `cargo xtask run`: boots a board with the serial console on this terminal.
 pub fn run_interactive(options: &crate::Options) -> Result<(), String> {
     let board = crate::boards::find(options.board.as_deref())?;
-    let built = crate::image::build(&board, options.release)?;
+    let built = crate::image::build_with(&board, options.release, options.defmt)?;
     let launch = Launch { machine: options.machine.clone(), smp: options.smp, append: options.append.clone(), gdb: options.gdb, extra: vec![] };
     let command = command(&board, &built, &launch)?;
     // mon:stdio multiplexes the QEMU monitor on the terminal: Ctrl-A X quits, Ctrl-A C toggles.
@@ -87,6 +87,9 @@ pub fn run_interactive(options: &crate::Options) -> Result<(), String> {
     if options.gdb {
         let debugger = if board.arch == "aarch64" { "gdb-multiarch" } else { "gdb" };
         eprintln!("xtask: QEMU waits for a debugger: {debugger} -ex 'target remote :1234' {}", built.elf.display());
+    }
+    if options.defmt {
+        return run_with_defmt_decoder(command, &built);
     }
     let symbolizer = Symbolizer::new(&built.elf).ok();
     let mut child = command.stdin(Stdio::inherit()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().map_err(|e| format!("starting QEMU: {e}"))?;
@@ -114,6 +117,25 @@ pub fn run_interactive(options: &crate::Options) -> Result<(), String> {
         let _ = out.flush();
     }
     let status = child.wait().map_err(|e| e.to_string())?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(code) => Err(format!("QEMU exited with status {code}")),
+        None => Err("QEMU was killed by a signal".into()),
+    }
+}
+
+/// Pipes QEMU's console through `defmt-print -e ELF`, installing defmt-print if needed.
+fn run_with_defmt_decoder(mut command: Command, built: &Built) -> Result<(), String> {
+    crate::setup::ensure_defmt_print()?;
+    let mut qemu = command.stdin(Stdio::inherit()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().map_err(|e| format!("starting QEMU: {e}"))?;
+    let frames = qemu.stdout.take().expect("piped stdout");
+    let mut decoder = Command::new("defmt-print")
+        .args(["-e", &built.elf.display().to_string(), "--show-skipped-frames"])
+        .stdin(Stdio::from(frames))
+        .spawn()
+        .map_err(|e| format!("starting defmt-print: {e}"))?;
+    let status = qemu.wait().map_err(|e| e.to_string())?;
+    let _ = decoder.wait();
     match status.code() {
         Some(0) => Ok(()),
         Some(code) => Err(format!("QEMU exited with status {code}")),

@@ -59,3 +59,20 @@ pub fn ensure_qemu(program: &str) -> Result<(), String> {
 (Debian/Ubuntu: apt-get install qemu-system-arm qemu-system-x86; Fedora: dnf install qemu-system-aarch64 qemu-system-x86; macOS: brew install qemu)"
     ))
 }
+
+/// Makes sure `defmt-print` is on the PATH, installing it with `cargo install` if not.
+pub fn ensure_defmt_print() -> Result<(), String> {
+    if Command::new("defmt-print").arg("--version").output().map(|o| o.status.success()).unwrap_or(false) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing defmt-print (cargo install defmt-print --version 1.2.0 --locked)");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["install", "defmt-print", "--version", "1.2.0", "--locked"])
+        .status()
+        .map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err("could not install defmt-print; run: cargo install defmt-print --version 1.2.0 --locked".into())
+    }
+}

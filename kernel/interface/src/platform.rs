@@ -44,7 +44,17 @@ pub trait Platform: Sync {
     }
 
     /// Calls `visit` for each physical memory region the board knows of.
+    ///
+    /// Contract with the kernel's page allocator: every `Usable` region not covered by
+    /// another region is RAM that nothing else uses, readable and writable at its physical
+    /// address (identity-mapped) when `kernel_main` starts.
     fn memory_regions(&self, visit: &mut dyn FnMut(MemoryRegion));
+
+    /// Whether the page allocator keeps memory below 4 GiB in its own zone (ZONE_DMA32) for
+    /// devices that can only address 32 bits (PC).
+    fn dma32_zone(&self) -> bool {
+        false
+    }
 
     /// The kernel command line from the boot loader (DTB `/chosen/bootargs`, PVH, ATAGs),
     /// empty when there is none.

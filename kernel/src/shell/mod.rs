@@ -6,7 +6,8 @@ pub mod line_editor;
 
 use core::fmt::{self, Write};
 
-use arguments::{split_arguments, Arguments, MAX_ARGUMENTS};
+pub use arguments::Arguments;
+use arguments::{split_arguments, MAX_ARGUMENTS};
 use line_editor::{EditEvent, LineEditor};
 
 /// The prompt printed before each command line.
@@ -158,6 +159,9 @@ pub fn run() -> ! {
                 EditEvent::Line => break editor.take_line(),
             }
         };
+        if cfg!(feature = "defmt") {
+            crate::println!("{}{}", PROMPT, line.as_str());
+        }
         execute(line.as_str(), &mut Output);
     }
 }
