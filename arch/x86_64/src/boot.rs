@@ -42,6 +42,8 @@ impl BootProtocol {
 // The page tables identity-map the low 4 GiB with 2 MiB pages: PML4[0] -> PDPT,
 // PDPT[0..4] -> four page directories of 512 entries each. They live in their own NOLOAD
 // section (not BSS, which the 64-bit code clears while the tables are in use).
+// Assembled only for the bare-metal target, so the host unit tests link without it.
+#[cfg(target_os = "none")]
 global_asm!(
     r#"
     .set MULTIBOOT2_MAGIC, 0xe85250d6

@@ -75,6 +75,8 @@ const _: () = assert!(core::mem::size_of::<TrapFrame>() == 22 * 8);
 // The common path saves the general registers, builds a frame record [rbp, rip] so the
 // backtrace runs through the interrupted function, and calls the Rust handler with the
 // frame. If the handler returns, the registers are restored and `iretq` resumes.
+// Assembled only for the bare-metal target, so the host unit tests link without it.
+#[cfg(target_os = "none")]
 global_asm!(
     r#"
     .macro EXCEPTION_STUB vector
@@ -250,4 +252,25 @@ impl fmt::Display for ExceptionReport<'_> {
 extern "C" fn hinoki_x86_64_exception(frame: &mut TrapFrame) {
     let fault_address = fault_address();
     panic!("{}", ExceptionReport { frame, fault_address });
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::format;
+
+    #[test]
+    fn page_fault_codes_are_decoded() {
+        assert_eq!(format!("{}", PageFaultCode(0b0010)), "page not present, write, supervisor mode");
+        assert_eq!(format!("{}", PageFaultCode(0b1_0001)), "protection violation, instruction fetch, supervisor mode");
+        assert_eq!(format!("{}", PageFaultCode(0b1100)), "page not present, read, user mode, reserved bit set");
+    }
+
+    #[test]
+    fn vectors_have_names() {
+        assert_eq!(exception_name(14), ("#PF", "page fault"));
+        assert_eq!(exception_name(8), ("#DF", "double fault"));
+        assert_eq!(exception_name(31).0, "#??");
+    }
 }

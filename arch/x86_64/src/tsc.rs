@@ -177,3 +177,15 @@ impl Clock for Tsc {
         read().wrapping_sub(self.origin)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::frequency_from;
+
+    #[test]
+    fn frequency_from_reference_time() {
+        // 30 million ticks in 10 ms (10^13 fs) is 3 GHz.
+        assert_eq!(frequency_from(30_000_000, 10_000_000_000_000), 3_000_000_000);
+        assert_eq!(frequency_from(5, 0), 0);
+    }
+}
