@@ -172,14 +172,14 @@ impl BootInformation {
         for reservation in tree.memory_reservations() {
             information.reserved.push(reservation.address() as u64, reservation.size() as u64);
         }
-        if let Some(reserved) = tree.find_node("/reserved-memory") {
+        if let Some(reserved) = top_level_node(tree, "reserved-memory") {
             for child in reserved.children() {
                 for region in child.reg().into_iter().flatten() {
                     information.reserved.push(region.starting_address as u64, region.size.unwrap_or(0) as u64);
                 }
             }
         }
-        if let Some(arguments) = tree.find_node("/chosen").and_then(|chosen| chosen.property("bootargs")) {
+        if let Some(arguments) = top_level_node(tree, "chosen").and_then(|chosen| chosen.property("bootargs")) {
             let text = arguments.value.split(|&byte| byte == 0).next().unwrap_or(&[]);
             information.command_line = CommandLine::from_text(utf8_prefix(text));
         }
@@ -215,6 +215,20 @@ impl BootInformation {
         let bytes = unsafe { core::slice::from_raw_parts(boot_argument as *const u8, atag_end - boot_argument) };
         BootInformation::from_atags(bytes, boot_argument as u64)
     }
+}
+
+/// The node `/name`. fdt 0.1.5's path lookup misses nodes in blobs that QEMU has edited
+/// (seen with `/reserved-memory` after `-dtb`), so fall back to a walk over all nodes; these
+/// names are used only at the top level.
+fn top_level_node<'b, 'a>(tree: &'b fdt::Fdt<'a>, name: &str) -> Option<fdt::node::FdtNode<'b, 'a>> {
+    let mut path = [0u8; 32];
+    let length = name.len() + 1;
+    let found = path.get_mut(..length).and_then(|slot| {
+        slot[0] = b'/';
+        slot[1..].copy_from_slice(name.as_bytes());
+        core::str::from_utf8(slot).ok()
+    });
+    found.and_then(|path| tree.find_node(path)).or_else(|| tree.all_nodes().find(|node| node.name == name))
 }
 
 /// Which UART carries the console.
@@ -304,5 +318,36 @@ mod tests {
         assert_eq!(console_choice("console=ttyS0,115200 console=tty1"), ConsoleChoice::MiniUart);
         assert_eq!(console_choice("console=ttyS1 console=ttyAMA0,115200n8"), ConsoleChoice::Pl011);
         assert_eq!(console_choice("xconsole=ttyS1"), ConsoleChoice::Pl011);
+    }
+}
+
+#[cfg(test)]
+mod device_tree_tests {
+    use super::*;
+
+    /// Written by `testdata/make_minimal_dtb.py`: /memory@0 of 0x3b40_0000 bytes, a
+    /// memreserve at 0x200_0000, a /reserved-memory child at 0x100_0000, bootargs.
+    const MINIMAL: &[u8] = include_bytes!("testdata/minimal.dtb");
+    /// The same blob as QEMU 10 hands it to the kernel (`-M raspi3b,dumpdtb=...`): QEMU
+    /// rewrites /memory to 0x3c00_0000 and pads the blob.
+    const EDITED_BY_QEMU: &[u8] = include_bytes!("testdata/qemu.dtb");
+
+    #[test]
+    fn device_tree_edited_by_qemu() {
+        let tree = fdt::Fdt::new(EDITED_BY_QEMU).unwrap();
+        let information = BootInformation::from_device_tree(&tree, 0x800_0000);
+        assert_eq!(information.ram.as_slice(), [Range { start: 0, end: 0x3c00_0000 }]);
+        assert_eq!(information.reserved.as_slice(), [Range { start: 0x200_0000, end: 0x200_4000 }, Range { start: 0x100_0000, end: 0x101_0000 }]);
+        assert_eq!(information.command_line.as_str(), "ktest from-dtb");
+    }
+
+    #[test]
+    fn device_tree_gives_memory_reservations_and_bootargs() {
+        let tree = fdt::Fdt::new(MINIMAL).unwrap();
+        let information = BootInformation::from_device_tree(&tree, 0x800_0000);
+        assert_eq!(information.source, BootSource::DeviceTree { address: 0x800_0000, size: MINIMAL.len() as u64 });
+        assert_eq!(information.ram.as_slice(), [Range { start: 0, end: 0x3b40_0000 }]);
+        assert_eq!(information.reserved.as_slice(), [Range { start: 0x200_0000, end: 0x200_4000 }, Range { start: 0x100_0000, end: 0x101_0000 }]);
+        assert_eq!(information.command_line.as_str(), "ktest from-dtb");
     }
 }
