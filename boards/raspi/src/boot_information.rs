@@ -194,7 +194,7 @@ impl BootInformation {
     /// readable RAM that nothing writes while this runs, and a DTB found there must be
     /// readable for its header's total size.
     pub unsafe fn discover(boot_argument: usize, atag_end: usize, ram_end: usize) -> Self {
-        if boot_argument == 0 || boot_argument % 8 != 0 || boot_argument.saturating_add(8) > ram_end {
+        if boot_argument == 0 || !boot_argument.is_multiple_of(8) || boot_argument.saturating_add(8) > ram_end {
             return BootInformation::nothing();
         }
         // SAFETY: `x0` is 8-byte aligned and the 8 bytes there lie in RAM, which the

@@ -248,9 +248,14 @@ fn build_memory_map(model: &Model, boot: &BootInformation, kernel_image: &core::
     ];
     let ram = if boot.ram.as_slice().is_empty() { &default_ram[..] } else { boot.ram.as_slice() };
     for range in ram {
-        let end = range.end.min(model.device_window_start);
-        if end > range.start {
-            let _ = memory.add_ram(range.start, end - range.start);
+        // Keep what lies below and above the device window (8 GiB Pi 4s list RAM past 4 GiB).
+        let below_end = range.end.min(model.device_window_start);
+        if below_end > range.start {
+            let _ = memory.add_ram(range.start, below_end - range.start);
+        }
+        let above_start = range.start.max(model.device_window_end);
+        if range.end > above_start {
+            let _ = memory.add_ram(above_start, range.end - above_start);
         }
     }
     let _ = memory.reserve(0, model.low_reserved_size, MemoryKind::Reserved);
@@ -374,6 +379,19 @@ mod tests {
         let boot = BootInformation::from_atags(&bytes, 0x100);
         let memory = build_memory_map(&MODEL, &boot, &(0x8_0000..0x12_3456));
         assert_eq!(usable(&memory), [(0x1000, 0x8_0000), (0x12_4000, 0x3f00_0000), (0, 0), (0, 0)]);
+    }
+
+    #[test]
+    fn ram_around_the_device_window_is_kept() {
+        let mut bytes = [0u8; 64];
+        let words = [5u32, 0x5441_0001, 1, 0x1000, 0, 4, 0x5441_0002, 0x1000_0000, 0x3800_0000, 0, 0];
+        for (index, word) in words.iter().enumerate() {
+            bytes[index * 4..index * 4 + 4].copy_from_slice(&word.to_le_bytes());
+        }
+        let boot = BootInformation::from_atags(&bytes, 0x100);
+        let memory = build_memory_map(&MODEL, &boot, &(0x8_0000..0x10_0000));
+        // 0x3800_0000..0x4800_0000 minus the window 0x3f00_0000..0x4004_0000.
+        assert_eq!(memory.total_ram(), 0x700_0000 + 0x7fc_0000);
     }
 
     #[test]
