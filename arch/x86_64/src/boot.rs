@@ -6,6 +6,9 @@ use core::arch::global_asm;
 pub const PVH_MAGIC: u32 = 0x336e_c578;
 /// The value a multiboot2 loader leaves in `eax`.
 pub const MULTIBOOT2_BOOTLOADER_MAGIC: u32 = 0x36d7_6289;
+/// Physical memory below this is identity-mapped by the boot page tables (64 GiB, the
+/// `IDENTITY_MAP_GIBIBYTES` of the entry code); RAM above it is not reachable yet.
+pub const IDENTITY_MAPPED_BYTES: u64 = 64 << 30;
 
 /// How the kernel was started, with the physical address of the loader's information.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,9 +42,9 @@ impl BootProtocol {
 // the multiboot2 entry forwards the loader's eax. ebp carries the magic and esi the
 // information pointer to the 64-bit code.
 //
-// The page tables identity-map the low 4 GiB with 2 MiB pages: PML4[0] -> PDPT,
-// PDPT[0..4] -> four page directories of 512 entries each. They live in their own NOLOAD
-// section (not BSS, which the 64-bit code clears while the tables are in use).
+// The page tables identity-map the low IDENTITY_MAPPED_BYTES (64 GiB) with 2 MiB pages:
+// PML4[0] -> PDPT, PDPT[0..64] -> 64 page directories of 512 entries each. They live in
+// their own NOBITS section (not BSS, which the 64-bit code clears while they are in use).
 // Assembled only for the bare-metal target, so the host unit tests link without it.
 #[cfg(target_os = "none")]
 global_asm!(
@@ -49,6 +52,13 @@ global_asm!(
     .set MULTIBOOT2_MAGIC, 0xe85250d6
     .set MULTIBOOT2_ARCHITECTURE_I386, 0
     .set MULTIBOOT2_HEADER_LENGTH, multiboot2_header_end - multiboot2_header
+    .set IDENTITY_MAP_GIBIBYTES, 64
+    .set PAGE_TABLE_PAGES, 2 + IDENTITY_MAP_GIBIBYTES
+
+    .section .boot_page_tables, "aw", @nobits
+    .balign 4096
+boot_page_tables:
+    .skip PAGE_TABLE_PAGES * 4096
 
     .section .note.hinoki.pvh, "a", @note
     .balign 4
@@ -108,29 +118,35 @@ protected_mode_common:
     // Remember whether NX exists (EDX bit 20) in edx bit 20 for the EFER write below.
     pushl   %edx
 
-    // Clear the six table pages, then fill them.
-    movl    $__page_tables_start, %edi
-    movl    $(6 * 4096 / 4), %ecx
+    // Clear the table pages, then fill them.
+    movl    $boot_page_tables, %edi
+    movl    $(PAGE_TABLE_PAGES * 4096 / 4), %ecx
     xorl    %eax, %eax
     rep stosl
 
-    movl    $__page_tables_start, %edi
+    movl    $boot_page_tables, %edi
     leal    0x1003(%edi), %eax
     movl    %eax, (%edi)
 
+    // PDPT[i] -> page directory i (present, writable).
     leal    0x1000(%edi), %ebx
     leal    0x2003(%edi), %eax
-    movl    $4, %ecx
+    movl    $IDENTITY_MAP_GIBIBYTES, %ecx
 1:  movl    %eax, (%ebx)
     addl    $0x1000, %eax
     addl    $8, %ebx
     loop    1b
 
+    // Page directory entries: 2 MiB pages (present, writable, large); edx holds the
+    // physical address bits above 4 GiB.
     leal    0x2000(%edi), %ebx
     movl    $0x83, %eax
-    movl    $2048, %ecx
+    xorl    %edx, %edx
+    movl    $(IDENTITY_MAP_GIBIBYTES * 512), %ecx
 2:  movl    %eax, (%ebx)
+    movl    %edx, 4(%ebx)
     addl    $0x200000, %eax
+    adcl    $0, %edx
     addl    $8, %ebx
     loop    2b
 

@@ -1,5 +1,6 @@
 //! Boot information from the loader: PVH `hvm_start_info` or multiboot2 tags, turned into a memory map, a command line and the ACPI RSDP address.
 
+use hinoki_arch_x86_64::boot::IDENTITY_MAPPED_BYTES;
 use hinoki_arch_x86_64::BootProtocol;
 use hinoki_interface::{MemoryKind, MemoryMap, MemoryMapFull};
 
@@ -49,6 +50,8 @@ pub struct BootInformation {
     pub memory: MemoryMap<MEMORY_MAP_CAPACITY>,
     /// Number of RAM entries in the loader's map.
     pub ram_entries: usize,
+    /// RAM above the boot identity map, left out of the memory map.
+    pub unmapped_ram: u64,
     command_line: [u8; COMMAND_LINE_CAPACITY],
     command_line_length: usize,
     /// Physical address of the ACPI RSDP, when the loader passed one.
@@ -61,6 +64,7 @@ impl BootInformation {
             protocol,
             memory: MemoryMap::new(),
             ram_entries: 0,
+            unmapped_ram: 0,
             command_line: [0; COMMAND_LINE_CAPACITY],
             command_line_length: 0,
             rsdp: None,
@@ -78,7 +82,12 @@ impl BootInformation {
 
     fn add_ram(&mut self, start: u64, size: u64, kind: u32) -> Result<(), BootInformationError> {
         if kind == MEMORY_TYPE_RAM && size > 0 {
-            self.memory.add_ram(start, size)?;
+            let end = start.saturating_add(size);
+            let mapped_end = end.min(IDENTITY_MAPPED_BYTES);
+            self.unmapped_ram += end - mapped_end.max(start);
+            if mapped_end > start {
+                self.memory.add_ram(start, mapped_end - start)?;
+            }
             self.ram_entries += 1;
         }
         Ok(())

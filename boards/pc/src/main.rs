@@ -83,6 +83,10 @@ impl Platform for Pc {
         self.boot.memory.for_each(visit);
     }
 
+    fn dma32_zone(&self) -> bool {
+        true
+    }
+
     fn command_line(&self) -> &str {
         self.boot.command_line()
     }
@@ -177,6 +181,9 @@ fn board_main(protocol: BootProtocol) -> ! {
 /// Logs what the loader and the firmware tables described.
 fn log_devices(board: &Pc) {
     log::info!("pc: booted via {}, {} RAM ranges, UART ns16550 at port {:#x}", board.boot.protocol, board.boot.ram_entries, memory_map::COM1_PORT);
+    if board.boot.unmapped_ram > 0 {
+        log::warn!("pc: {} MiB of RAM above the identity map left unused", board.boot.unmapped_ram >> 20);
+    }
     log::info!("pc: TSC calibrated against {:?}", board.clock.source());
     match &board.acpi {
         Ok(summary) => acpi_tables::log_summary(summary),
