@@ -316,7 +316,11 @@ impl<C: Cpu, K: Clock> Platform for Raspi<C, K> {
 
     fn exit(&self, status: ExitStatus) -> ! {
         self.console.flush();
-        let first_attempt = !self.exiting.swap(true, Ordering::SeqCst);
+        // A plain load and store, not a swap: with the MMU off, exclusive accesses to the
+        // (then Device) memory are not guaranteed on real Cortex-A53/A72 cores, and only the
+        // exit path of this one CPU comes here twice.
+        let first_attempt = !self.exiting.load(Ordering::SeqCst);
+        self.exiting.store(true, Ordering::SeqCst);
         // Semihosting carries a failure code to QEMU (the xtask enables it). On hardware the
         // HLT traps; the panic that follows comes back here and halts.
         if let (ExitStatus::Failure(code), true) = (status, first_attempt) {
