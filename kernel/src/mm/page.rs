@@ -114,10 +114,6 @@ impl Page {
         self.flags.store(flags.0, Relaxed);
     }
 
-    pub(crate) fn insert_flags(&self, flags: PageFlags) {
-        self.flags.fetch_or(flags.0, Relaxed);
-    }
-
     pub(crate) fn remove_flags(&self, flags: PageFlags) {
         self.flags.fetch_and(!flags.0, Relaxed);
     }
@@ -184,8 +180,7 @@ mod tests {
         let page = Page::new();
         assert_eq!(page.owner(), PageOwner::Reserved);
         assert!(page.has(PageFlags::RESERVED));
-        page.set_flags(PageFlags::BUDDY);
-        page.insert_flags(PageFlags::HEAD);
+        page.set_flags(PageFlags(PageFlags::BUDDY.0 | PageFlags::HEAD.0));
         assert!(page.has(PageFlags::BUDDY) && page.has(PageFlags::HEAD));
         page.remove_flags(PageFlags::BUDDY);
         assert_eq!(page.flags(), PageFlags::HEAD);
