@@ -11,13 +11,16 @@ pub mod console;
 #[cfg(feature = "defmt")]
 pub mod defmt_logger;
 pub mod fs;
+pub mod irq;
 pub mod ktest;
 pub mod mm;
 pub mod panic;
 pub mod printk;
 pub mod shell;
 pub mod sync;
+pub mod tick;
 pub mod time;
+pub mod tty;
 
 use hinoki_interface::Platform;
 use sync::Once;
@@ -117,6 +120,7 @@ pub fn kernel_main(platform: &'static dyn Platform) -> ! {
     }
     mm::register_proc_files();
     fs::procfs::register_core_files();
+    irq::init();
 
     match boot_mode(platform.command_line()) {
         BootMode::Test(filter) => {

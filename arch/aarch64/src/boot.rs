@@ -57,6 +57,18 @@ from_el2:
     orr     x1, x1, #3
     msr     cnthctl_el2, x1
     msr     cntvoff_el2, xzr
+    // With a GICv3 CPU interface (ID_AA64PFR0_EL1.GIC != 0), let EL1 use the ICC_*
+    // system registers: ICC_SRE_EL2.Enable (bit 3) and SRE (bit 0). Without one, ICC_SRE_EL2
+    // does not exist (GICv2 machines), so the check comes first.
+    mrs     x1, id_aa64pfr0_el1
+    ubfx    x1, x1, #24, #4
+    cbz     x1, 5f
+    mrs     x1, icc_sre_el2
+    orr     x1, x1, #0x8
+    orr     x1, x1, #0x1
+    msr     icc_sre_el2, x1
+    isb
+5:
     // No traps of FP/SIMD from EL1/EL0 to EL2.
     mov     x1, #0x33ff
     msr     cptr_el2, x1

@@ -125,6 +125,13 @@ impl Cpu for Aarch64Cpu {
         unsafe { asm!("wfi", options(nomem, nostack, preserves_flags)) };
     }
 
+    fn idle(&self) {
+        // SAFETY: WFI wakes on a pending IRQ even with PSTATE.I set, so the wake-up the
+        // caller checked for cannot slip in between; unmasking then lets the handler run.
+        // Not `nomem`: the handler changes memory the caller reads next.
+        unsafe { asm!("wfi", "msr daifclr, #3", options(nostack, preserves_flags)) };
+    }
+
     fn relax(&self) {
         // SAFETY: YIELD is a hint with no architectural effect.
         unsafe { asm!("yield", options(nomem, nostack, preserves_flags)) };

@@ -26,7 +26,10 @@ const _: () = assert!(FRAME_SIZE == 288 && FRAME_SIZE % 16 == 0);
 
 // Sixteen 128-byte slots: {current EL with SP0, current EL with SPx, lower EL AArch64,
 // lower EL AArch32} x {synchronous, IRQ, FIQ, SError}. Each slot saves x0/x1 and jumps to
-// the common path with its index in x0.
+// the common path with its index in x0. The common path saves the general registers as a
+// `TrapFrame` and, below it, q0-q31, FPCR and FPSR (528 bytes), because interrupts now
+// return to the code they interrupted. Handlers run with IRQs masked (PSTATE.I is set on
+// entry), so interrupts do not nest.
 global_asm!(
     r#"
     .macro VECTOR index
@@ -81,9 +84,51 @@ exception_common:
     mrs     x2, esr_el1
     mrs     x3, far_el1
     stp     x2, x3, [sp, #272]
+    // FP/SIMD state below the frame: the target generates NEON code, and an interrupt
+    // handler may clobber the registers of the code it interrupted.
+    sub     sp, sp, #528
+    stp     q0, q1, [sp, #16]
+    stp     q2, q3, [sp, #48]
+    stp     q4, q5, [sp, #80]
+    stp     q6, q7, [sp, #112]
+    stp     q8, q9, [sp, #144]
+    stp     q10, q11, [sp, #176]
+    stp     q12, q13, [sp, #208]
+    stp     q14, q15, [sp, #240]
+    stp     q16, q17, [sp, #272]
+    stp     q18, q19, [sp, #304]
+    stp     q20, q21, [sp, #336]
+    stp     q22, q23, [sp, #368]
+    stp     q24, q25, [sp, #400]
+    stp     q26, q27, [sp, #432]
+    stp     q28, q29, [sp, #464]
+    stp     q30, q31, [sp, #496]
+    mrs     x2, fpcr
+    mrs     x3, fpsr
+    stp     x2, x3, [sp, #0]
     mov     x1, x0
-    mov     x0, sp
+    add     x0, sp, #528
     bl      hinoki_aarch64_exception
+    ldp     x2, x3, [sp, #0]
+    msr     fpcr, x2
+    msr     fpsr, x3
+    ldp     q0, q1, [sp, #16]
+    ldp     q2, q3, [sp, #48]
+    ldp     q4, q5, [sp, #80]
+    ldp     q6, q7, [sp, #112]
+    ldp     q8, q9, [sp, #144]
+    ldp     q10, q11, [sp, #176]
+    ldp     q12, q13, [sp, #208]
+    ldp     q14, q15, [sp, #240]
+    ldp     q16, q17, [sp, #272]
+    ldp     q18, q19, [sp, #304]
+    ldp     q20, q21, [sp, #336]
+    ldp     q22, q23, [sp, #368]
+    ldp     q24, q25, [sp, #400]
+    ldp     q26, q27, [sp, #432]
+    ldp     q28, q29, [sp, #464]
+    ldp     q30, q31, [sp, #496]
+    add     sp, sp, #528
     ldp     x2, x3, [sp, #256]
     msr     elr_el1, x2
     msr     spsr_el1, x3

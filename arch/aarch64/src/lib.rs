@@ -1,4 +1,4 @@
-//! Hinoki's aarch64 layer: boot entry, exceptions, CPU operations, the generic timer, PSCI and semihosting.
+//! Hinoki's aarch64 layer: boot entry, exceptions, CPU operations, the generic timer, the GICv3 CPU-interface registers, PSCI and semihosting.
 //!
 //! Boards link this crate and name their Rust entry with [`entry_point!`]; the assembly in
 //! [`boot`] runs first, drops to EL1, clears BSS, sets the stack and calls it.
@@ -12,11 +12,12 @@ pub mod boot;
 pub mod cpu;
 pub mod exception;
 pub mod generic_timer;
+pub mod gic_cpu_interface;
 pub mod psci;
 pub mod semihosting;
 
 pub use cpu::Aarch64Cpu;
-pub use generic_timer::GenericTimerCounter;
+pub use generic_timer::{GenericTimerCounter, GenericTimerEvent};
 
 /// Names the board's Rust entry function, called on the boot CPU at EL1 with the boot
 /// loader's `x0` (the DTB address on QEMU `virt`, 0x100 on the Raspberry Pi firmware path).

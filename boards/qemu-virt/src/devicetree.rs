@@ -2,7 +2,7 @@
 
 use fdt::Fdt;
 use hinoki_arch_aarch64::psci::Conduit;
-use hinoki_interface::{MemoryKind, MemoryMap};
+use hinoki_interface::{MemoryKind, MemoryMap, Trigger};
 
 /// Most virtio-mmio slots recorded.
 pub const MAX_VIRTIO_SLOTS: usize = 32;
@@ -45,10 +45,14 @@ pub struct Devices {
     pub uart: u64,
     /// PL011 reference clock, when the DTB names one.
     pub uart_clock_hz: Option<u32>,
+    /// The PL011's interrupt (GIC INTID) and trigger, from its `interrupts` property.
+    pub uart_interrupt: Option<(u32, Trigger)>,
     /// The interrupt controller.
     pub gic: Option<GicDescription>,
     /// Generic-timer PPIs: secure physical, non-secure physical, virtual, hypervisor.
     pub timer_interrupts: [u32; 4],
+    /// The triggers of `timer_interrupts`.
+    pub timer_triggers: [Trigger; 4],
     /// virtio-mmio slots.
     pub virtio: [VirtioSlot; MAX_VIRTIO_SLOTS],
     /// Number of valid entries in `virtio`.
@@ -77,6 +81,20 @@ pub enum DeviceTreeError {
 
 fn cells(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
     bytes.chunks_exact(4).map(|chunk| u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
+}
+
+/// Decodes a three-cell GIC interrupt specifier (type: 0 SPI, 1 PPI; number; flags with the
+/// trigger in bits [3:0]: 1 rising edge, 2 falling edge, 4 active-high level, 8 active-low
+/// level) into the INTID (SPI n is 32 + n, PPI n is 16 + n) and trigger.
+fn interrupt_specifier(cells: &[u32]) -> (u32, Trigger) {
+    let intid = cells[1] + if cells[0] == 1 { 16 } else { 32 };
+    let trigger = match cells[2] & 0xf {
+        1 => Trigger::EdgeRising,
+        2 => Trigger::EdgeFalling,
+        8 => Trigger::LevelLow,
+        _ => Trigger::LevelHigh,
+    };
+    (intid, trigger)
 }
 
 /// Parses the DTB at `address`.
@@ -131,6 +149,14 @@ pub unsafe fn parse(address: usize) -> Result<Devices, DeviceTreeError> {
         .and_then(|frequency| frequency.as_usize())
         .map(|hz| hz as u32);
 
+    let uart_interrupt = uart_node.property("interrupts").and_then(|property| {
+        let mut specifier = [0u32; 3];
+        for (slot, value) in specifier.iter_mut().zip(cells(property.value)) {
+            *slot = value;
+        }
+        (property.value.len() >= 12).then(|| interrupt_specifier(&specifier))
+    });
+
     let gic = if let Some(node) = tree.find_compatible(&["arm,gic-v3"]) {
         let mut regions = node.reg().into_iter().flatten();
         match (regions.next(), regions.next()) {
@@ -154,6 +180,7 @@ pub unsafe fn parse(address: usize) -> Result<Devices, DeviceTreeError> {
     };
 
     let mut timer_interrupts = [0u32; 4];
+    let mut timer_triggers = [Trigger::LevelHigh; 4];
     if let Some(timer) = tree.find_compatible(&["arm,armv8-timer", "arm,armv7-timer"]) {
         if let Some(property) = timer.property("interrupts") {
             // Three cells per interrupt: type (1 = PPI), number, flags. PPI n is INTID 16 + n.
@@ -165,7 +192,7 @@ pub unsafe fn parse(address: usize) -> Result<Devices, DeviceTreeError> {
                 all
             };
             for (index, interrupt) in timer_interrupts.iter_mut().enumerate() {
-                *interrupt = values[index * 3 + 1] + if values[index * 3] == 1 { 16 } else { 32 };
+                (*interrupt, timer_triggers[index]) = interrupt_specifier(&values[index * 3..index * 3 + 3]);
             }
         }
     }
@@ -193,8 +220,10 @@ pub unsafe fn parse(address: usize) -> Result<Devices, DeviceTreeError> {
         memory,
         uart,
         uart_clock_hz,
+        uart_interrupt,
         gic,
         timer_interrupts,
+        timer_triggers,
         virtio,
         virtio_count,
         psci,

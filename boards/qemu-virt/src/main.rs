@@ -3,6 +3,7 @@
 #![no_main]
 
 mod devicetree;
+mod interrupts;
 #[allow(dead_code)]
 mod memory_map;
 
@@ -11,7 +12,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use devicetree::{Devices, GicDescription};
 use hinoki_arch_aarch64::psci::{self, Conduit};
 use hinoki_arch_aarch64::{semihosting, Aarch64Cpu, GenericTimerCounter};
-use hinoki_interface::{Clock, Console, Cpu, ExitStatus, MemoryKind, MemoryRegion, Platform};
+use hinoki_interface::{Clock, ClockEvent, Console, Cpu, ExitStatus, InterruptController, MemoryKind, MemoryRegion, Platform};
 use hinoki_kernel::sync::Once;
 use pl011::Pl011;
 
@@ -47,6 +48,14 @@ impl Platform for QemuVirt {
 
     fn clock(&self) -> &dyn Clock {
         &self.clock
+    }
+
+    fn interrupt_controller(&self) -> Option<&dyn InterruptController> {
+        interrupts::interrupt_controller()
+    }
+
+    fn clock_event(&self) -> Option<&dyn ClockEvent> {
+        interrupts::clock_event()
     }
 
     fn memory_regions(&self, visit: &mut dyn FnMut(MemoryRegion)) {
@@ -115,6 +124,7 @@ fn board_main(dtb_address: usize) -> ! {
         log::warn!("qemu-virt: loaded at {:#x}, linked for {:#x}", image_start, memory_map::KERNEL_LOAD_ADDRESS);
     }
     log_devices(board);
+    interrupts::start(&board.devices, &board.cpu, board.clock.frequency_hz());
     hinoki_kernel::kernel_main(board)
 }
 

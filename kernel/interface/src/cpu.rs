@@ -34,6 +34,17 @@ pub trait Cpu: Sync {
     /// Sleeps until the next interrupt (WFI / HLT). May return spuriously.
     fn wait_for_interrupt(&self);
 
+    /// Idles until an interrupt: called with interrupts masked, right after the caller
+    /// checked that it has nothing to do; sleeps until an interrupt is pending, then unmasks
+    /// interrupts (so the handler runs) and returns with them enabled. Implementations make
+    /// the sleep and the unmask one step (WFI with PSTATE.I set still wakes on aarch64;
+    /// `sti; hlt` on x86), so a wake-up arriving after the caller's check is not lost. The
+    /// default enables interrupts and then waits, which can oversleep until the next one.
+    fn idle(&self) {
+        self.enable_interrupts();
+        self.wait_for_interrupt();
+    }
+
     /// A hint inside busy-wait loops (YIELD / PAUSE).
     fn relax(&self) {
         core::hint::spin_loop();

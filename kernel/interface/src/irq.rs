@@ -77,4 +77,11 @@ pub trait InterruptController: Sync {
     fn send_ipi(&self, _target: IpiTarget, _ipi: u32) -> Result<(), IrqError> {
         Err(IrqError::Unsupported)
     }
+
+    /// The interrupt number inter-processor interrupt `ipi` arrives as on the receiving
+    /// CPU (the GIC's SGI `ipi`, an APIC vector), or `None` when the controller has no such
+    /// IPI. The IRQ layer uses it to tell IPIs from device interrupts.
+    fn ipi_interrupt(&self, _ipi: u32) -> Option<u32> {
+        None
+    }
 }

@@ -1,6 +1,6 @@
 //! Platform: the one type a board names, through which the kernel reaches every device.
 
-use crate::clock::Clock;
+use crate::clock::{Clock, ClockEvent};
 use crate::console::Console;
 use crate::cpu::Cpu;
 use crate::irq::InterruptController;
@@ -35,6 +35,12 @@ pub trait Platform: Sync {
 
     /// The interrupt controller, once the board has brought it up.
     fn interrupt_controller(&self) -> Option<&dyn InterruptController> {
+        None
+    }
+
+    /// The calling CPU's clock-event device (the timer interrupt), once the board has
+    /// brought it up; the kernel's periodic tick and timer deadlines run on it.
+    fn clock_event(&self) -> Option<&dyn ClockEvent> {
         None
     }
 

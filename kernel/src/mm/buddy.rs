@@ -68,6 +68,7 @@ impl AllocFlags {
     pub const ZERO: AllocFlags = AllocFlags(1 << 2);
 
     /// Whether every flag of `other` is set.
+    #[inline]
     pub const fn contains(self, other: AllocFlags) -> bool {
         self.0 & other.0 == other.0
     }
@@ -315,6 +316,7 @@ impl BuddyAllocator {
     }
 
     /// The metadata of frame `pfn`, if it is in the managed span.
+    #[inline]
     pub fn page(&self, pfn: u64) -> Option<&Page> {
         let index = usize::try_from(pfn.checked_sub(self.base_pfn)?).ok()?;
         if index >= self.page_count {
@@ -326,11 +328,13 @@ impl BuddyAllocator {
     }
 
     /// The metadata of the page holding physical address `address`.
+    #[inline]
     pub fn page_of(&self, address: PhysicalAddress) -> Option<&Page> {
         self.page(address.0 >> PAGE_SHIFT)
     }
 
     /// The head page (and its frame number) of the allocated block holding `address`.
+    #[inline]
     pub(crate) fn head_of(&self, address: PhysicalAddress) -> Option<(u64, &Page)> {
         let pfn = address.0 >> PAGE_SHIFT;
         let page = self.page(pfn)?;
@@ -342,26 +346,31 @@ impl BuddyAllocator {
     }
 
     /// The page-array index of frame `pfn`, as stored in list links.
+    #[inline]
     pub(crate) fn index_of(&self, pfn: u64) -> u32 {
         (pfn - self.base_pfn) as u32
     }
 
     /// The frame number of page-array index `index`.
+    #[inline]
     pub(crate) fn pfn_of(&self, index: u32) -> u64 {
         self.base_pfn + u64::from(index)
     }
 
     /// Where the kernel reads and writes physical address `address`.
+    #[inline]
     pub fn virtual_address(&self, address: PhysicalAddress) -> usize {
         (address.0 as usize).wrapping_add(self.direct_map_offset)
     }
 
     /// The physical address behind direct-map address `address`.
+    #[inline]
     pub fn physical_address(&self, address: usize) -> PhysicalAddress {
         PhysicalAddress(address.wrapping_sub(self.direct_map_offset) as u64)
     }
 
     /// Whether direct-map address `address` lies in the managed span.
+    #[inline]
     pub fn contains_virtual(&self, address: usize) -> bool {
         let pfn = self.physical_address(address).0 >> PAGE_SHIFT;
         pfn >= self.base_pfn && pfn < self.base_pfn + self.page_count as u64

@@ -43,6 +43,7 @@ const KMALLOC_NAMES: [&str; KMALLOC_CACHES] = [
 const SMALL_INDEX: [u8; 24] = [0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6];
 
 /// The alignment every object of a class has: the size's lowest set bit.
+#[inline]
 const fn class_align(size: usize) -> usize {
     size & size.wrapping_neg()
 }
@@ -85,6 +86,7 @@ impl KmallocCaches {
 
     /// The index of the cache serving `size` bytes aligned to `align`, or `None` when the
     /// request needs whole pages.
+    #[inline]
     pub fn index_for(size: usize, align: usize) -> Option<usize> {
         let wanted = size.max(align).max(1);
         let mut index = if wanted <= 192 {

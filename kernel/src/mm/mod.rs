@@ -29,6 +29,7 @@ use crate::sync::Once;
 pub const MAX_REGIONS: usize = 64;
 
 /// The calling CPU's id, or 0 before the platform is registered (and on the host).
+#[inline]
 pub fn current_cpu() -> usize {
     crate::try_platform().map_or(0, |platform| platform.cpu().current_id().0 as usize)
 }
@@ -92,6 +93,7 @@ impl MemoryManager {
     }
 
     /// The page allocator, once initialized.
+    #[inline]
     pub fn buddy(&self) -> Option<&BuddyAllocator> {
         self.buddy.get()
     }

@@ -30,6 +30,7 @@ pub enum PageOwner {
 }
 
 impl PageOwner {
+    #[inline]
     fn from_u8(value: u8) -> PageOwner {
         match value {
             0 => PageOwner::Free,
@@ -58,6 +59,7 @@ impl PageFlags {
     pub const RESERVED: PageFlags = PageFlags(1 << 4);
 
     /// Whether every bit of `other` is set.
+    #[inline]
     pub const fn contains(self, other: PageFlags) -> bool {
         self.0 & other.0 == other.0
     }
@@ -101,11 +103,13 @@ impl Page {
     }
 
     /// The flag bits.
+    #[inline]
     pub fn flags(&self) -> PageFlags {
         PageFlags(self.flags.load(Relaxed))
     }
 
     /// Whether all of `flags` are set.
+    #[inline]
     pub fn has(&self, flags: PageFlags) -> bool {
         self.flags().contains(flags)
     }
@@ -119,6 +123,7 @@ impl Page {
     }
 
     /// The order of the block this page heads (meaningful for heads and free blocks).
+    #[inline]
     pub fn order(&self) -> u32 {
         u32::from(self.order.load(Relaxed))
     }
@@ -128,6 +133,7 @@ impl Page {
     }
 
     /// Who owns the page.
+    #[inline]
     pub fn owner(&self) -> PageOwner {
         PageOwner::from_u8(self.owner.load(Relaxed))
     }

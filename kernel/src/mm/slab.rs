@@ -64,6 +64,7 @@ impl CacheFlags {
     pub const RECLAIMABLE: CacheFlags = CacheFlags(1 << 1);
 
     /// Whether every flag of `other` is set.
+    #[inline]
     pub const fn contains(self, other: CacheFlags) -> bool {
         self.0 & other.0 == other.0
     }
@@ -170,6 +171,17 @@ struct SlotLayout {
     order: u32,
     /// Objects per slab.
     objects_per_slab: usize,
+    /// `u64::MAX / slot_size + 1`: `(offset * this) >> 64` is `offset / slot_size` for every
+    /// offset inside a slab, without a division (Linux's `reciprocal_divide` idea).
+    slot_reciprocal: u64,
+}
+
+impl SlotLayout {
+    /// The slot holding byte `offset` of a slab (`offset` below 4 MiB, the largest slab).
+    #[inline]
+    fn slot_index(&self, offset: usize) -> usize {
+        ((offset as u128 * u128::from(self.slot_reciprocal)) >> 64) as usize
+    }
 }
 
 const fn round_up(value: usize, alignment: usize) -> usize {
@@ -219,6 +231,7 @@ const fn slot_layout(size: usize, align: usize, debug: bool, outside_free_pointe
             slot_size,
             order,
             objects_per_slab: (PAGE_SIZE << order) / slot_size,
+            slot_reciprocal: u64::MAX / slot_size as u64 + 1,
         }),
         None => None,
     }
@@ -299,6 +312,7 @@ impl CpuCache {
     }
 
     /// Takes the array if no one holds it; never spins.
+    #[inline]
     fn try_acquire(&self) -> Option<CpuCacheGuard<'_>> {
         // `then`, not `then_some`: a guard built and dropped on failure would release the
         // holder's flag.
@@ -312,22 +326,26 @@ struct CpuCacheGuard<'a> {
 }
 
 impl CpuCacheGuard<'_> {
+    #[inline]
     fn objects(&mut self) -> &mut [usize; CPU_CACHE_LIMIT] {
         // SAFETY: the guard exists only while `busy` is held (see `CpuCache`), and
         // `&mut self` makes this the only reference derived from it.
         unsafe { &mut *self.cache.objects.get() }
     }
 
+    #[inline]
     fn count(&self) -> usize {
         self.cache.count.load(Ordering::Relaxed) as usize
     }
 
+    #[inline]
     fn set_count(&self, count: usize) {
         self.cache.count.store(count as u32, Ordering::Relaxed);
     }
 }
 
 impl Drop for CpuCacheGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.cache.busy.store(false, Ordering::Release);
     }
@@ -436,6 +454,7 @@ impl KmemCache {
         self.flags
     }
 
+    #[inline]
     fn debug(&self) -> bool {
         self.flags.contains(CacheFlags::DEBUG)
     }
@@ -474,12 +493,14 @@ impl KmemCache {
         }
     }
 
+    #[inline]
     fn read_free_pointer(&self, object: usize) -> usize {
         // SAFETY: `object` is a free object of this cache; its free pointer slot lies inside
         // its slot, 8-aligned (objects are 8-aligned and the offset is a multiple of 8).
         unsafe { ((object + self.layout.free_pointer_offset) as *const usize).read() }
     }
 
+    #[inline]
     fn write_free_pointer(&self, object: usize, next: usize) {
         // SAFETY: as in `read_free_pointer`; the object is free, so the slot is ours.
         unsafe { ((object + self.layout.free_pointer_offset) as *mut usize).write(next) }
@@ -714,6 +735,7 @@ impl KmemCache {
 
     /// Checks that `object` is the start of an object of this cache.
     #[track_caller]
+    #[inline]
     fn validate(&self, buddy: &BuddyAllocator, object: usize) -> Result<(), SlabError> {
         if !buddy.contains_virtual(object) {
             return Err(self.report(SlabErrorKind::ForeignPointer));
@@ -732,7 +754,8 @@ impl KmemCache {
             return Err(self.report(SlabErrorKind::WrongCache { owner: owner.name }));
         }
         let offset = object - buddy.virtual_address(super::PhysicalAddress(pfn << super::page::PAGE_SHIFT));
-        if offset % self.layout.slot_size != self.layout.object_offset || offset / self.layout.slot_size >= self.layout.objects_per_slab {
+        let index = self.layout.slot_index(offset);
+        if index * self.layout.slot_size + self.layout.object_offset != offset || index >= self.layout.objects_per_slab {
             return Err(self.report(SlabErrorKind::NotObjectStart));
         }
         Ok(())
@@ -1028,6 +1051,16 @@ mod tests {
         assert!(slot_layout(8, 3, false, false).is_none());
         assert!(slot_layout(8 << 20, 8, false, false).is_none());
         assert_eq!(slot_layout(64, 8, false, false).unwrap().slot_size, 64);
+    }
+
+    #[test]
+    fn slot_index_divides_exactly() {
+        for slot in (8..=(PAGE_SIZE << MAX_ORDER)).step_by(8).filter(|slot| slot % 4096 == 8 || *slot < 4096 || slot.is_power_of_two()) {
+            let layout = SlotLayout { object_offset: 0, free_pointer_offset: 0, slot_size: slot, order: 0, objects_per_slab: 1, slot_reciprocal: u64::MAX / slot as u64 + 1 };
+            for offset in [0, 1, slot - 1, slot, slot + 1, 3 * slot - 1, 3 * slot, (PAGE_SIZE << MAX_ORDER) - 1] {
+                assert_eq!(layout.slot_index(offset), offset / slot, "offset {} slot {}", offset, slot);
+            }
+        }
     }
 
     #[test]

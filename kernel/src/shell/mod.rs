@@ -135,15 +135,10 @@ impl Write for Output {
     }
 }
 
-/// Waits for one byte from the console.
+/// Waits for one byte from the console: asleep until the receive interrupt where the board
+/// wired one, polling otherwise (see [`crate::tty::read_byte`]).
 fn read_byte() -> u8 {
-    let platform = crate::platform();
-    loop {
-        if let Some(byte) = platform.console().read_byte() {
-            return byte;
-        }
-        platform.cpu().relax();
-    }
+    crate::tty::read_byte()
 }
 
 /// Runs the interactive shell forever.
