@@ -93,6 +93,7 @@ macro_rules! ktest {
         $crate::ktest!(@register true, $name, $body);
     };
     (@register $manual:expr, $name:ident, $body:block) => {
+        #[allow(clippy::result_large_err)]
         fn $name() -> $crate::ktest::TestResult $body
         const _: () = {
             #[used]

@@ -1,0 +1,203 @@
+//! The periodic tick: `HZ` timer interrupts a second from the platform's clock-event device, re-armed one-shot in the handler, advancing `jiffies`.
+//!
+//! Each tick's deadline is a multiple of the tick period (in counter ticks) after the
+//! tick's start, so handler latency does not accumulate as drift; ticks lost while
+//! interrupts were masked are counted into `jiffies` at the next one. CPU 0 keeps
+//! `jiffies` (Linux's `tick_do_timer_cpu`). The handler also records how late each tick
+//! ran after its deadline, for the tolerance test and the IRQ-latency benchmark.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use hinoki_interface::{ClockEvent, Trigger};
+
+use crate::irq::{self, RequestError, MAX_CPUS};
+
+/// Tick frequency in Hz.
+pub const HZ: u64 = 100;
+
+/// The tick period in nanoseconds.
+pub const TICK_NANOSECONDS: u64 = 1_000_000_000 / HZ;
+
+static JIFFIES: AtomicU64 = AtomicU64::new(0);
+static PERIOD_TICKS: AtomicU64 = AtomicU64::new(0);
+/// The counter value each CPU's next tick is due at (0: no tick on that CPU).
+static NEXT_DEADLINE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static TICKS: AtomicU64 = AtomicU64::new(0);
+static EARLY_TICKS: AtomicU64 = AtomicU64::new(0);
+static MAX_LATENESS_TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// Ticks since the periodic tick started.
+pub fn jiffies() -> u64 {
+    JIFFIES.load(Ordering::Relaxed)
+}
+
+/// What the tick handler observed since the last [`reset_statistics`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TickStatistics {
+    /// Tick interrupts handled (all CPUs).
+    pub ticks: u64,
+    /// Ticks whose handler ran before their deadline (must stay 0).
+    pub early: u64,
+    /// The largest delay from a deadline to its handler, in nanoseconds.
+    pub max_lateness_nanoseconds: u64,
+}
+
+/// The tick handler's observations.
+pub fn statistics() -> TickStatistics {
+    let frequency = crate::try_platform().map_or(1, |platform| platform.clock().frequency_hz());
+    TickStatistics {
+        ticks: TICKS.load(Ordering::Relaxed),
+        early: EARLY_TICKS.load(Ordering::Relaxed),
+        max_lateness_nanoseconds: hinoki_interface::clock::counter_to_nanoseconds(MAX_LATENESS_TICKS.load(Ordering::Relaxed), frequency),
+    }
+}
+
+/// Clears the observations.
+pub fn reset_statistics() {
+    TICKS.store(0, Ordering::Relaxed);
+    EARLY_TICKS.store(0, Ordering::Relaxed);
+    MAX_LATENESS_TICKS.store(0, Ordering::Relaxed);
+}
+
+/// Nanoseconds covering `ticks` counter ticks at `frequency_hz`, rounded up, so a deadline
+/// programmed from them is never early.
+pub fn ticks_to_nanoseconds_ceiling(ticks: u64, frequency_hz: u64) -> u64 {
+    let nanoseconds = (ticks as u128 * 1_000_000_000).div_ceil(frequency_hz.max(1) as u128);
+    nanoseconds.min(u64::MAX as u128) as u64
+}
+
+/// Given the deadline that just passed and the counter `now`, how many periods elapsed
+/// (at least one) and the next deadline after `now`.
+pub fn advance(deadline: u64, now: u64, period: u64) -> (u64, u64) {
+    let period = period.max(1);
+    let elapsed = now.saturating_sub(deadline) / period + 1;
+    (elapsed, deadline + elapsed * period)
+}
+
+fn clock_event() -> Option<&'static dyn ClockEvent> {
+    crate::try_platform().and_then(|platform| platform.clock_event())
+}
+
+/// Requests the clock-event device's interrupt (with the `trigger` the board read from its
+/// firmware description) and starts the tick on the calling CPU.
+///
+/// # Errors
+/// [`RequestError::NoController`] when the platform has no clock-event device or interrupt
+/// controller, or the IRQ layer's refusal.
+pub fn start(trigger: Trigger) -> Result<(), RequestError> {
+    let event = clock_event().ok_or(RequestError::NoController)?;
+    let clock = crate::platform().clock();
+    PERIOD_TICKS.store((clock.frequency_hz() / HZ).max(1), Ordering::Relaxed);
+    irq::request_irq(event.irq(), event.name(), handle_tick, trigger)?;
+    start_cpu();
+    log::info!("tick: {} Hz from {} (IRQ {})", HZ, event.name(), event.irq());
+    Ok(())
+}
+
+/// Starts the tick on the calling CPU (after [`start`] on the boot CPU).
+pub fn start_cpu() {
+    let Some(event) = clock_event() else { return };
+    let now = crate::platform().clock().counter();
+    if let Some(slot) = NEXT_DEADLINE.get(irq::current_cpu()) {
+        slot.store(now + PERIOD_TICKS.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+    event.set_oneshot(TICK_NANOSECONDS);
+}
+
+fn handle_tick(_irq: u32) {
+    let platform = crate::platform();
+    let Some(event) = platform.clock_event() else { return };
+    let clock = platform.clock();
+    let now = clock.counter();
+    let cpu = irq::current_cpu();
+    let Some(slot) = NEXT_DEADLINE.get(cpu) else {
+        event.stop();
+        return;
+    };
+    let deadline = slot.load(Ordering::Relaxed);
+    TICKS.fetch_add(1, Ordering::Relaxed);
+    if now < deadline {
+        EARLY_TICKS.fetch_add(1, Ordering::Relaxed);
+    } else {
+        MAX_LATENESS_TICKS.fetch_max(now - deadline, Ordering::Relaxed);
+    }
+    let (elapsed, next) = if now < deadline { (0, deadline) } else { advance(deadline, now, PERIOD_TICKS.load(Ordering::Relaxed)) };
+    if cpu == 0 {
+        JIFFIES.fetch_add(elapsed, Ordering::Relaxed);
+    }
+    slot.store(next, Ordering::Relaxed);
+    let now = clock.counter();
+    event.set_oneshot(ticks_to_nanoseconds_ceiling(next.saturating_sub(now), clock.frequency_hz()));
+}
+
+crate::ktest!(fn jiffies_advance_at_hz() {
+    let Some(platform) = crate::try_platform().filter(|platform| platform.clock_event().is_some() && platform.interrupt_controller().is_some()) else {
+        log::info!("tick: no clock-event device or interrupt controller on this board; nothing to test");
+        return Ok(());
+    };
+    crate::kassert!(platform.cpu().interrupts_enabled(), "interrupts are masked, the tick cannot run");
+    let clock = platform.clock();
+    // 50 ms at HZ = 100 is 5 ticks; allow one either way for where the window falls.
+    let window = clock.frequency_hz() / 20;
+    let start_jiffies = jiffies();
+    let start = clock.counter();
+    while clock.counter() - start < window {
+        platform.cpu().relax();
+    }
+    let advanced = jiffies() - start_jiffies;
+    let expected = 50 * HZ / 1000;
+    crate::kassert!(advanced + 1 >= expected && advanced <= expected + 1, "jiffies advanced by {} in 50 ms, expected {} +- 1", advanced, expected);
+    Ok(())
+});
+
+/// The tolerance for a tick deadline: the handler must not run before it, nor later than
+/// one tick period after it (the next deadline). Under QEMU's TCG, guest time is host time,
+/// so a host that deschedules QEMU makes ticks late by milliseconds; typical lateness there
+/// is 0.2-0.5 ms.
+pub const DEADLINE_TOLERANCE_NANOSECONDS: u64 = TICK_NANOSECONDS;
+
+crate::ktest!(fn timer_deadlines_fire_within_tolerance() {
+    let Some(platform) = crate::try_platform().filter(|platform| platform.clock_event().is_some() && platform.interrupt_controller().is_some()) else {
+        log::info!("tick: no clock-event device or interrupt controller on this board; nothing to test");
+        return Ok(());
+    };
+    crate::kassert!(platform.cpu().interrupts_enabled(), "interrupts are masked, the tick cannot run");
+    reset_statistics();
+    let start = jiffies();
+    let started = crate::time::since_boot_nanoseconds();
+    while jiffies() < start + 5 && crate::time::since_boot_nanoseconds() - started < 20 * TICK_NANOSECONDS {
+        platform.cpu().relax();
+    }
+    let statistics = statistics();
+    crate::kassert!(statistics.ticks >= 5, "only {} ticks in {} ms", statistics.ticks, 20 * TICK_NANOSECONDS / 1_000_000);
+    crate::kassert_eq!(statistics.early, 0);
+    crate::kassert!(
+        statistics.max_lateness_nanoseconds <= DEADLINE_TOLERANCE_NANOSECONDS,
+        "a tick ran {} ns after its deadline (tolerance {} ns)",
+        statistics.max_lateness_nanoseconds,
+        DEADLINE_TOLERANCE_NANOSECONDS
+    );
+    log::info!("tick: {} ticks, worst lateness {} ns", statistics.ticks, statistics.max_lateness_nanoseconds);
+    Ok(())
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advance_counts_missed_periods() {
+        assert_eq!(advance(1000, 1000, 100), (1, 1100));
+        assert_eq!(advance(1000, 1099, 100), (1, 1100));
+        assert_eq!(advance(1000, 1100, 100), (2, 1200));
+        assert_eq!(advance(1000, 1350, 100), (4, 1400));
+    }
+
+    #[test]
+    fn deadlines_round_up() {
+        assert_eq!(ticks_to_nanoseconds_ceiling(1, 62_500_000), 16);
+        assert_eq!(ticks_to_nanoseconds_ceiling(1, 54_000_000), 19);
+        assert_eq!(ticks_to_nanoseconds_ceiling(625_000, 62_500_000), 10_000_000);
+        assert_eq!(ticks_to_nanoseconds_ceiling(5, 0), 5_000_000_000);
+    }
+}
