@@ -186,7 +186,7 @@ unsafe impl Sync for BuddyAllocator {}
 pub(crate) fn for_each_free_range(
     regions: &[MemoryRegion],
     reserved: &[MemoryRegion],
-    extra: Option<(u64, u64)>,
+    extra: &[(u64, u64)],
     mut visit: impl FnMut(u64, u64),
 ) {
     let exclusions = || {
@@ -195,7 +195,7 @@ pub(crate) fn for_each_free_range(
             .filter(|region| region.kind != MemoryKind::Usable)
             .chain(reserved.iter())
             .map(|region| (region.start.0, region.end()))
-            .chain(extra)
+            .chain(extra.iter().copied())
     };
     let page = PAGE_SIZE as u64;
     for region in regions.iter().filter(|region| region.kind == MemoryKind::Usable) {
@@ -220,6 +220,12 @@ pub(crate) fn for_each_free_range(
     }
 }
 
+/// The physical frame the direct map places at virtual address 0.
+fn null_frame_range(direct_map_offset: usize) -> (u64, u64) {
+    let frame = (0usize.wrapping_sub(direct_map_offset) as u64) & !(PAGE_SIZE as u64 - 1);
+    (frame, frame.saturating_add(PAGE_SIZE as u64))
+}
+
 fn floor_log2(value: u64) -> u32 {
     63 - value.leading_zeros()
 }
@@ -237,8 +243,11 @@ impl BuddyAllocator {
         if config.direct_map_offset % (PAGE_SIZE << MAX_ORDER) != 0 {
             return Err(InitError::MisalignedDirectMap);
         }
+        // The frame the direct map puts at virtual address 0 is never handed out, so no
+        // allocation is ever a null pointer (it matters for an identity map from 0).
+        let null_range = null_frame_range(config.direct_map_offset);
         let (mut lowest, mut highest) = (u64::MAX, 0u64);
-        for_each_free_range(regions, reserved, None, |start, end| {
+        for_each_free_range(regions, reserved, &[null_range], |start, end| {
             lowest = lowest.min(start);
             highest = highest.max(end);
         });
@@ -249,7 +258,7 @@ impl BuddyAllocator {
         let page_count = ((highest - lowest) >> PAGE_SHIFT) as usize;
         let array_bytes = (page_count * core::mem::size_of::<Page>()).div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let mut array_start = None;
-        for_each_free_range(regions, reserved, None, |start, end| {
+        for_each_free_range(regions, reserved, &[null_range], |start, end| {
             if end - start >= array_bytes as u64 && array_start.is_none_or(|chosen| end - (array_bytes as u64) > chosen) {
                 array_start = Some(end - array_bytes as u64);
             }
@@ -286,7 +295,7 @@ impl BuddyAllocator {
             managed_pages: 0,
         };
         let mut managed = [0usize; NR_ZONES];
-        for_each_free_range(regions, reserved, Some((array_start, array_start + array_bytes as u64)), |start, end| {
+        for_each_free_range(regions, reserved, &[null_range, (array_start, array_start + array_bytes as u64)], |start, end| {
             let (mut pfn, end_pfn) = (start >> PAGE_SHIFT, end >> PAGE_SHIFT);
             while pfn < end_pfn {
                 let order = MAX_ORDER.min(pfn.trailing_zeros()).min(floor_log2(end_pfn - pfn));
@@ -837,8 +846,18 @@ pub(crate) mod tests {
             MemoryRegion { start: PhysicalAddress(0x100f_f800), size: 0x10, kind: MemoryKind::Reserved },
         ];
         let mut pieces = Vec::new();
-        for_each_free_range(&regions, &reserved, Some((0x1000_0000, 0x1000_1000)), |start, end| pieces.push((start, end)));
+        for_each_free_range(&regions, &reserved, &[(0x1000_0000, 0x1000_1000)], |start, end| pieces.push((start, end)));
         assert_eq!(pieces, vec![(0x1000_1000, 0x1002_0000), (0x1003_8000, 0x100f_f000)]);
+    }
+
+    #[test]
+    fn the_frame_at_virtual_zero_is_never_managed() {
+        assert_eq!(null_frame_range(0), (0, 0x1000));
+        assert_eq!(null_frame_range(0xffff_8000_0000_0000), (0x0000_8000_0000_0000, 0x0000_8000_0000_1000));
+        let mut pieces = Vec::new();
+        let low = MemoryRegion { start: PhysicalAddress(0), size: 0x10_0000, kind: MemoryKind::Usable };
+        for_each_free_range(&[low], &[], &[null_frame_range(0)], |start, end| pieces.push((start, end)));
+        assert_eq!(pieces, vec![(0x1000, 0x10_0000)]);
     }
 
     #[test]
