@@ -7,6 +7,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+extern crate alloc;
+
 pub mod console;
 #[cfg(feature = "defmt")]
 pub mod defmt_logger;
@@ -16,6 +18,7 @@ pub mod ktest;
 pub mod mm;
 pub mod panic;
 pub mod printk;
+pub mod sched;
 pub mod shell;
 pub mod sync;
 pub mod tick;
@@ -122,7 +125,11 @@ pub fn kernel_main(platform: &'static dyn Platform) -> ! {
     fs::procfs::register_core_files();
     irq::init();
 
-    match boot_mode(platform.command_line()) {
+    sched::init();
+
+    let mode = boot_mode(platform.command_line());
+    let name = if matches!(mode, BootMode::Test(_)) { "ktest" } else { "shell" };
+    sched::run_as_thread(name, move || match mode {
         BootMode::Test(filter) => {
             let status = ktest::run(filter);
             platform.console().flush();
@@ -137,7 +144,7 @@ pub fn kernel_main(platform: &'static dyn Platform) -> ! {
             );
             shell::run()
         }
-    }
+    })
 }
 
 #[cfg(test)]

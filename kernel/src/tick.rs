@@ -156,6 +156,7 @@ fn handle_tick(_irq: u32) {
     slot.store(next, Ordering::Relaxed);
     let now = clock.counter();
     event.set_oneshot(ticks_to_nanoseconds_ceiling(next.saturating_sub(now), clock.frequency_hz()));
+    crate::sched::scheduler_tick();
 }
 
 crate::ktest!(fn jiffies_advance_at_hz() {

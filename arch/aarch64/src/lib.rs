@@ -9,6 +9,7 @@
 compile_error!("hinoki-arch-aarch64 builds only for aarch64 targets");
 
 pub mod boot;
+pub mod context;
 pub mod cpu;
 pub mod exception;
 pub mod generic_timer;

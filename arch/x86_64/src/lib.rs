@@ -10,6 +10,7 @@
 compile_error!("hinoki-arch-x86_64 builds only for x86_64 targets");
 
 pub mod boot;
+pub mod context;
 pub mod cpu;
 pub mod descriptor;
 pub mod exception;

@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use acpi_tables::{AcpiSummary, Register};
 use boot_information::BootInformation;
 use hinoki_arch_x86_64::{port, power, BootProtocol, Tsc, X86Cpu};
-use hinoki_interface::{Clock, Console, Cpu, ExitStatus, MemoryKind, MemoryRegion, Platform};
+use hinoki_interface::{Clock, Console, ContextSwitch, Cpu, ExitStatus, MemoryKind, MemoryRegion, Platform};
 use hinoki_kernel::sync::Once;
 use ns16550::{Ns16550, RegisterAccess};
 
@@ -85,6 +85,10 @@ impl Platform for Pc {
 
     fn dma32_zone(&self) -> bool {
         true
+    }
+
+    fn context_switch(&self) -> Option<&ContextSwitch> {
+        Some(&hinoki_arch_x86_64::context::CONTEXT_SWITCH)
     }
 
     fn command_line(&self) -> &str {

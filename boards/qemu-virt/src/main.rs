@@ -12,7 +12,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use devicetree::{Devices, GicDescription};
 use hinoki_arch_aarch64::psci::{self, Conduit};
 use hinoki_arch_aarch64::{semihosting, Aarch64Cpu, GenericTimerCounter};
-use hinoki_interface::{Clock, ClockEvent, Console, Cpu, ExitStatus, InterruptController, MemoryKind, MemoryRegion, Platform};
+use hinoki_interface::{Clock, ClockEvent, Console, ContextSwitch, Cpu, ExitStatus, InterruptController, MemoryKind, MemoryRegion, Platform};
 use hinoki_kernel::sync::Once;
 use pl011::Pl011;
 
@@ -60,6 +60,10 @@ impl Platform for QemuVirt {
 
     fn memory_regions(&self, visit: &mut dyn FnMut(MemoryRegion)) {
         self.devices.memory.for_each(visit);
+    }
+
+    fn context_switch(&self) -> Option<&ContextSwitch> {
+        Some(&hinoki_arch_aarch64::context::CONTEXT_SWITCH)
     }
 
     fn command_line(&self) -> &str {

@@ -4,7 +4,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use bcm2835_aux_uart::MiniUart;
 use bcm2835_gpio::{Function, Gpio, Pull, PullInterface};
-use hinoki_interface::{Clock, Console, Cpu, ExitStatus, MemoryKind, MemoryMap, MemoryRegion, Platform};
+use hinoki_interface::{Clock, Console, ContextSwitch, Cpu, ExitStatus, MemoryKind, MemoryMap, MemoryRegion, Platform};
 use hinoki_kernel::sync::Once;
 use pl011::Pl011;
 
@@ -66,6 +66,8 @@ pub struct Architecture<C, K> {
     pub kernel_image: core::ops::Range<u64>,
     /// Ends a QEMU run with a status through semihosting (traps on hardware).
     pub semihosting_exit: fn(u32),
+    /// The arch's context switch, for the scheduler.
+    pub context_switch: &'static ContextSwitch,
 }
 
 /// The UART carrying the console.
@@ -299,6 +301,10 @@ impl<C: Cpu, K: Clock> Platform for Raspi<C, K> {
 
     fn memory_regions(&self, visit: &mut dyn FnMut(MemoryRegion)) {
         self.memory.for_each(visit);
+    }
+
+    fn context_switch(&self) -> Option<&ContextSwitch> {
+        Some(self.architecture.context_switch)
     }
 
     fn command_line(&self) -> &str {

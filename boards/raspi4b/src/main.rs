@@ -39,6 +39,7 @@ fn board_main(boot_argument: usize) -> ! {
         kernel_text: layout::text(),
         kernel_image: layout::image_start() as u64..layout::kernel_end() as u64,
         semihosting_exit: semihosting::exit,
+        context_switch: &hinoki_arch_aarch64::context::CONTEXT_SWITCH,
     };
     // SAFETY: this is the boot CPU, once, with the MMU off; MODEL is this SoC's map;
     // `boot_argument` is the x0 the firmware or QEMU passed; memory below the kernel holds

@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod console;
+pub mod context;
 pub mod cpu;
 pub mod irq;
 pub mod memory;
@@ -16,6 +17,7 @@ pub mod platform;
 
 pub use clock::{Clock, ClockEvent};
 pub use console::Console;
+pub use context::{ContextSwitch, SavedContext, ThreadEntry};
 pub use cpu::{Cpu, CpuId, InterruptState};
 pub use irq::{InterruptController, IpiTarget, IrqError, Trigger};
 pub use memory::{MemoryKind, MemoryMap, MemoryMapFull, MemoryRegion, PhysicalAddress, VirtualAddress};

@@ -2,6 +2,7 @@
 
 use crate::clock::{Clock, ClockEvent};
 use crate::console::Console;
+use crate::context::ContextSwitch;
 use crate::cpu::Cpu;
 use crate::irq::InterruptController;
 use crate::memory::MemoryRegion;
@@ -60,6 +61,11 @@ pub trait Platform: Sync {
     /// devices that can only address 32 bits (PC).
     fn dma32_zone(&self) -> bool {
         false
+    }
+
+    /// The arch's context-switch operations; without them the kernel runs one thread.
+    fn context_switch(&self) -> Option<&ContextSwitch> {
+        None
     }
 
     /// The kernel command line from the boot loader (DTB `/chosen/bootargs`, PVH, ATAGs),

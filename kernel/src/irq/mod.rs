@@ -151,6 +151,9 @@ pub fn handle_interrupt() {
         }
     }
     controller.end_of_interrupt(number);
+    // The preemption point at interrupt exit: the tick or a wake-up may have asked for a
+    // reschedule; the interrupted task's registers are saved on its own stack.
+    crate::sched::preempt_schedule_irq();
 }
 
 static INITIALIZED: AtomicBool = AtomicBool::new(false);

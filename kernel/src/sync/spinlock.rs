@@ -1,4 +1,4 @@
-//! Fair (ticket) spinlocks, with an interrupt-saving variant for data shared with handlers.
+//! Fair (ticket) spinlocks that disable preemption while held, with an interrupt-saving variant for data shared with handlers.
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
@@ -28,8 +28,10 @@ impl<T> SpinLock<T> {
 }
 
 impl<T: ?Sized> SpinLock<T> {
-    /// Spins until the lock is ours.
+    /// Spins until the lock is ours. Preemption stays disabled on this CPU while it is
+    /// held (a preempted holder would make waiters on the same CPU spin forever).
     pub fn lock(&self) -> SpinLockGuard<'_, T> {
+        crate::sched::preempt_disable();
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
         while self.now_serving.load(Ordering::Acquire) != ticket {
             core::hint::spin_loop();
@@ -39,11 +41,15 @@ impl<T: ?Sized> SpinLock<T> {
 
     /// Takes the lock only if it is free right now.
     pub fn try_lock(&self) -> Option<SpinLockGuard<'_, T>> {
+        crate::sched::preempt_disable();
         let serving = self.now_serving.load(Ordering::Relaxed);
-        self.next_ticket
-            .compare_exchange(serving, serving.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| SpinLockGuard { lock: self })
+        let taken = self.next_ticket.compare_exchange(serving, serving.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed).is_ok();
+        if taken {
+            Some(SpinLockGuard { lock: self })
+        } else {
+            crate::sched::preempt_enable();
+            None
+        }
     }
 
     /// Whether someone holds the lock (a snapshot, for diagnostics).
@@ -53,6 +59,7 @@ impl<T: ?Sized> SpinLock<T> {
 
     fn unlock(&self) {
         self.now_serving.fetch_add(1, Ordering::Release);
+        crate::sched::preempt_enable();
     }
 }
 

@@ -1,0 +1,277 @@
+//! The scheduler: tasks and kernel threads, per-CPU run queues with the real-time (FIFO, RR) and fair classes, preemption, sleeping, and SMP placement policy.
+//!
+//! The policy code ([`policy`], [`rt`], [`runqueue`], [`balance`]) is plain logic tested on
+//! the host with a simulated clock; [`core`] drives it on the machine through the arch's
+//! context switch ([`hinoki_interface::ContextSwitch`], supplied by the board).
+//!
+//! Preemption points: [`preempt_enable`], the end of interrupt handling
+//! ([`preempt_schedule_irq`], called by the IRQ layer after end-of-interrupt), and every
+//! blocking call. The periodic tick calls [`scheduler_tick`].
+
+pub mod balance;
+pub mod core;
+pub mod policy;
+pub mod rt;
+pub mod runqueue;
+pub mod task;
+
+mod ktests;
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use ::core::sync::atomic::Ordering;
+use ::core::time::Duration;
+
+pub use self::core::{
+    current, current_id, cpu_times, idle_loop, is_running, need_resched, preempt_count, preempt_disable, preempt_enable, preempt_schedule_irq,
+    schedule, scheduler_tick, set_current_state, set_need_resched, sleep_until, this_cpu, wake_expired_sleepers, wake_up_process, CpuTimes,
+    MAX_SCHED_CPUS,
+};
+pub use balance::CpuMask;
+pub use policy::{ParameterError, Policy, SchedParams};
+pub use task::{KernelStack, Task, TaskId, TaskState, STACK_ORDER};
+
+use self::core::{clock, enqueue_new, finish_task_switch, operations, CPUS, FORKS, TASKS};
+use crate::sync::{SpinLock, WaitQueue};
+
+/// Why a thread could not be created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnError {
+    /// The board supplies no context switch, or the scheduler is not initialized.
+    NoScheduler,
+    /// No memory for the stack.
+    OutOfMemory,
+    /// Invalid scheduling parameters.
+    InvalidParameters(ParameterError),
+}
+
+/// Tasks waiting for another task to exit.
+static EXIT_WAITERS: WaitQueue = WaitQueue::new();
+static NEXT_ID: SpinLock<TaskId> = SpinLock::new(MAX_SCHED_CPUS as TaskId);
+
+/// Starts the scheduler on the boot CPU: its boot context becomes the idle task
+/// `swapper/0`. Without context switching from the board, the kernel stays single-threaded.
+pub fn init() {
+    let platform = crate::platform();
+    if self::core::init_cpu(platform.context_switch()) {
+        log::info!("sched: scheduler running on CPU {} (RT FIFO/RR over {} levels, fair class, HZ={})", this_cpu(), policy::MAX_RT_PRIO, crate::tick::HZ);
+    } else {
+        log::warn!("sched: the board supplies no context switch; running single-threaded");
+    }
+}
+
+/// How to create a kernel thread.
+#[derive(Clone, Copy, Debug)]
+pub struct Builder<'a> {
+    name: &'a str,
+    params: SchedParams,
+    affinity: CpuMask,
+    stack_order: u32,
+}
+
+impl<'a> Builder<'a> {
+    /// A fair-class, nice-0 thread named `name` on any CPU with a default stack.
+    pub fn new(name: &'a str) -> Self {
+        Builder { name, params: SchedParams::normal(0), affinity: CpuMask::ALL, stack_order: STACK_ORDER }
+    }
+
+    /// Scheduling policy and parameters.
+    pub fn params(mut self, params: SchedParams) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// CPUs the thread may run on.
+    pub fn affinity(mut self, mask: CpuMask) -> Self {
+        self.affinity = mask;
+        self
+    }
+
+    /// Stack size as a page-allocator order (the lowest page is the guard).
+    pub fn stack_order(mut self, order: u32) -> Self {
+        self.stack_order = order;
+        self
+    }
+
+    /// Creates the thread and makes it runnable; it may preempt the caller at once.
+    pub fn spawn(self, body: impl FnOnce() -> usize + Send + 'static) -> Result<JoinHandle, SpawnError> {
+        let params = self.params.validate().map_err(SpawnError::InvalidParameters)?;
+        let operations = operations().ok_or(SpawnError::NoScheduler)?;
+        let parent = current().ok_or(SpawnError::NoScheduler)?;
+        let stack = KernelStack::allocate(&crate::mm::MEMORY, self.stack_order).map_err(|_| SpawnError::OutOfMemory)?;
+        let top = stack.top();
+        let id = {
+            let mut next = NEXT_ID.lock();
+            *next += 1;
+            *next
+        };
+        let task = Arc::new(Task::new(id, self.name, parent.id(), params, Some(stack), clock()));
+        drop(parent);
+        task.set_affinity(self.affinity);
+        *task.body.lock() = Some(Box::new(body));
+        // SAFETY: the task is new and not yet visible to any scheduler, so nothing else
+        // reads or writes its context.
+        (operations.initialize)(unsafe { &mut *task.context() }, top, thread_start, 0);
+        TASKS.lock().insert(id, task.clone());
+        FORKS.fetch_add(1, Ordering::Relaxed);
+        enqueue_new(&task);
+        preempt_check_resched();
+        Ok(JoinHandle { task })
+    }
+}
+
+/// Reschedules now if a wake-up or spawn asked for it and preemption is allowed here
+/// (Linux's `preempt_check_resched`).
+pub fn preempt_check_resched() {
+    if need_resched() && preempt_count() == 0 && crate::try_platform().is_some_and(|platform| platform.cpu().interrupts_enabled()) {
+        self::core::preempt_schedule();
+    }
+}
+
+/// Creates a fair-class kernel thread running `body`; see [`Builder`].
+pub fn spawn(name: &str, body: impl FnOnce() -> usize + Send + 'static) -> Result<JoinHandle, SpawnError> {
+    Builder::new(name).spawn(body)
+}
+
+extern "C" fn thread_start(_argument: usize) -> ! {
+    finish_task_switch();
+    crate::platform().cpu().enable_interrupts();
+    let body = current().and_then(|task| task.body.lock().take());
+    let value = body.map_or(0, |body| body());
+    exit(value)
+}
+
+/// Ends the calling thread with `value`, which [`JoinHandle::join`] returns.
+pub fn exit(value: usize) -> ! {
+    if let Some(task) = current() {
+        task.set_exit_value(value);
+        task.set_state(TaskState::Dead);
+    }
+    EXIT_WAITERS.wake_up_all();
+    schedule();
+    unreachable!("sched: an exited task was scheduled again")
+}
+
+/// Lets other runnable tasks of the same or higher urgency run (Linux's `sched_yield`).
+pub fn yield_now() {
+    schedule();
+}
+
+/// Sleeps at least `duration`.
+pub fn sleep(duration: Duration) {
+    let nanoseconds = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+    sleep_until(clock().saturating_add(nanoseconds));
+}
+
+/// A handle on a spawned thread; dropping it detaches the thread.
+pub struct JoinHandle {
+    task: Arc<Task>,
+}
+
+impl JoinHandle {
+    /// The thread's task.
+    pub fn task(&self) -> &Arc<Task> {
+        &self.task
+    }
+
+    /// Waits until the thread exits and returns its exit value.
+    pub fn join(self) -> usize {
+        EXIT_WAITERS.wait_event(|| self.task.state() == TaskState::Dead);
+        self.task.exit_value()
+    }
+
+    /// Whether the thread has exited.
+    pub fn is_finished(&self) -> bool {
+        self.task.state() == TaskState::Dead
+    }
+}
+
+/// Changes a task's policy and priority (and nice), moving it within its run queue.
+pub fn set_params(task: &Arc<Task>, params: SchedParams) -> Result<(), ParameterError> {
+    let params = params.validate()?;
+    let boosted = task.normal_params() != task.params();
+    if boosted {
+        task.set_normal_params(Some(params));
+        return Ok(());
+    }
+    change_effective_params(task, params);
+    Ok(())
+}
+
+/// Sets the parameters the scheduler uses now (a boost, or its end), requeueing the task if
+/// it waits in a run queue.
+pub(crate) fn change_effective_params(task: &Arc<Task>, params: SchedParams) {
+    let per_cpu = &CPUS[task.cpu()];
+    let mut guard = per_cpu.state.lock();
+    let Some(state) = guard.as_mut() else {
+        task.store_params(params);
+        return;
+    };
+    let queued = state.run_queue.dequeue(task).is_some();
+    task.store_params(params);
+    if queued {
+        state.run_queue.enqueue(task.clone(), runqueue::EnqueueReason::Migrated);
+        if state.run_queue.check_preempt_wakeup(task) {
+            per_cpu.need_resched.store(true, Ordering::Release);
+        }
+    } else if Arc::ptr_eq(&state.current, task) {
+        let waiting = state.run_queue.highest_waiting_priority();
+        if waiting.is_some_and(|priority| priority < params.kernel_priority()) {
+            per_cpu.need_resched.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Lends `params` to `task` for priority inheritance (kept until [`unboost`]).
+pub(crate) fn boost(task: &Arc<Task>, params: SchedParams) {
+    if task.normal_params() == task.params() {
+        task.set_normal_params(Some(task.params()));
+    }
+    change_effective_params(task, params);
+}
+
+/// Ends a priority-inheritance boost of `task`.
+pub(crate) fn unboost(task: &Arc<Task>) {
+    let normal = task.normal_params();
+    task.set_normal_params(None);
+    if normal != task.params() {
+        change_effective_params(task, normal);
+    }
+}
+
+/// Sets the CPUs a task may run on.
+pub fn set_affinity(task: &Arc<Task>, mask: CpuMask) {
+    task.set_affinity(mask);
+}
+
+/// A task by id.
+pub fn find_task(id: TaskId) -> Option<Arc<Task>> {
+    TASKS.lock().get(&id).cloned()
+}
+
+/// Calls `visit` with every live task, by id.
+pub fn for_each_task(mut visit: impl FnMut(&Arc<Task>)) {
+    let tasks: alloc::vec::Vec<Arc<Task>> = TASKS.lock().values().cloned().collect();
+    tasks.iter().for_each(&mut visit);
+}
+
+/// Tasks created since boot.
+pub fn forks() -> u64 {
+    FORKS.load(Ordering::Relaxed)
+}
+
+/// Runs `main` as the first kernel thread and turns the boot context into the idle loop;
+/// without a scheduler, runs `main` right here.
+pub fn run_as_thread(name: &str, main: impl FnOnce() -> usize + Send + 'static) -> ! {
+    if operations().is_some() {
+        match Builder::new(name).stack_order(5).spawn(main) {
+            Ok(handle) => {
+                drop(handle);
+                idle_loop()
+            }
+            Err(error) => panic!("sched: cannot start {}: {:?}", name, error),
+        }
+    }
+    let value = main();
+    panic!("sched: {} returned {} with no scheduler to return to", name, value)
+}

@@ -1,0 +1,163 @@
+//! In-kernel tests of the sleeping primitives between kernel threads: mutex and semaphore exclusion, semaphore capacity, completions, and priority inheritance.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::{Completion, Mutex, Semaphore};
+use crate::sched::{self, Builder, Policy, SchedParams};
+use crate::{kassert, kassert_eq, ktest};
+
+const THREADS: usize = 4;
+const ROUNDS: usize = 100;
+
+/// Spawns `THREADS` threads running `body(index)` and joins them.
+fn run_threads(body: impl Fn(usize) + Send + Sync + 'static) {
+    let body = Arc::new(body);
+    let handles: Vec<_> = (0..THREADS)
+        .map(|index| {
+            let body = body.clone();
+            sched::spawn("ktest-sync", move || {
+                body(index);
+                0
+            })
+            .expect("spawn")
+        })
+        .collect();
+    for handle in handles {
+        handle.join();
+    }
+}
+
+ktest!(fn mutex_counter_is_exact_under_contention() {
+    let counter = Arc::new(Mutex::new(0usize));
+    let shared = counter.clone();
+    run_threads(move |_| {
+        for _ in 0..ROUNDS {
+            let mut guard = shared.lock();
+            let seen = *guard;
+            // Give the CPU away inside the critical section: the others must block.
+            sched::yield_now();
+            *guard = seen + 1;
+        }
+    });
+    kassert_eq!(*counter.lock(), THREADS * ROUNDS);
+    kassert!(!counter.is_locked());
+    Ok(())
+});
+
+ktest!(fn semaphore_counter_is_exact_and_capacity_holds() {
+    let lock = Arc::new(Semaphore::new(1));
+    let counter = Arc::new(AtomicUsize::new(0));
+    let (shared_lock, shared_counter) = (lock.clone(), counter.clone());
+    run_threads(move |_| {
+        for _ in 0..ROUNDS {
+            shared_lock.down();
+            let seen = shared_counter.load(Ordering::Relaxed);
+            sched::yield_now();
+            shared_counter.store(seen + 1, Ordering::Relaxed);
+            shared_lock.up();
+        }
+    });
+    kassert_eq!(counter.load(Ordering::Relaxed), THREADS * ROUNDS);
+    kassert_eq!(lock.count(), 1);
+
+    let slots = Arc::new(Semaphore::new(2));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (shared_slots, shared_inside, shared_most) = (slots.clone(), inside.clone(), most.clone());
+    run_threads(move |_| {
+        for _ in 0..20 {
+            shared_slots.down();
+            let now = shared_inside.fetch_add(1, Ordering::AcqRel) + 1;
+            shared_most.fetch_max(now, Ordering::AcqRel);
+            sched::yield_now();
+            shared_inside.fetch_sub(1, Ordering::AcqRel);
+            shared_slots.up();
+        }
+    });
+    kassert_eq!(most.load(Ordering::Acquire), 2);
+    kassert_eq!(slots.count(), 2);
+    Ok(())
+});
+
+ktest!(fn completion_releases_a_waiting_thread() {
+    let completion = Arc::new(Completion::new());
+    let passed = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let (completion, passed) = (completion.clone(), passed.clone());
+        sched::spawn("ktest-complete", move || {
+            completion.wait_for_completion();
+            passed.store(true, Ordering::Release);
+            7
+        })
+        .expect("spawn")
+    };
+    for _ in 0..10 {
+        sched::yield_now();
+    }
+    kassert!(!passed.load(Ordering::Acquire), "the waiter went through before complete()");
+    completion.complete();
+    kassert_eq!(handle.join(), 7);
+    kassert!(passed.load(Ordering::Acquire));
+    Ok(())
+});
+
+ktest!(fn priority_inheritance_bounds_an_inversion() {
+    // Low (FIFO 10) holds the mutex; high (FIFO 30) blocks on it; medium (FIFO 20) spins
+    // until high got the mutex or a hang guard expires. Without inheritance, medium
+    // starves low and spins to the guard; with it, low runs boosted, unlocks, high goes.
+    let mutex = Arc::new(Mutex::new(()));
+    let locked = Arc::new(AtomicBool::new(false));
+    let go = Arc::new(super::WaitQueue::new());
+    let go_flag = Arc::new(AtomicBool::new(false));
+    let high_done = Arc::new(AtomicBool::new(false));
+    let creator = sched::current().expect("thread");
+    let saved = creator.params();
+    sched::set_params(&creator, SchedParams::real_time(Policy::Fifo, 50)).expect("valid");
+    let fifo = |priority| Builder::new("ktest-pi").params(SchedParams::real_time(Policy::Fifo, priority));
+    let low = {
+        let (mutex, locked, go, go_flag) = (mutex.clone(), locked.clone(), go.clone(), go_flag.clone());
+        fifo(10).spawn(move || {
+            let guard = mutex.lock();
+            locked.store(true, Ordering::Release);
+            go.wait_event(|| go_flag.load(Ordering::Acquire));
+            drop(guard);
+            0
+        })
+    }
+    .expect("spawn");
+    while !locked.load(Ordering::Acquire) {
+        sched::sleep(core::time::Duration::from_millis(1));
+    }
+    let high = {
+        let (mutex, high_done) = (mutex.clone(), high_done.clone());
+        fifo(30).spawn(move || {
+            let guard = mutex.lock();
+            high_done.store(true, Ordering::Release);
+            drop(guard);
+            0
+        })
+    }
+    .expect("spawn");
+    let medium = {
+        let high_done = high_done.clone();
+        fifo(20).spawn(move || {
+            let deadline = crate::time::since_boot_nanoseconds() + 2_000_000_000;
+            while !high_done.load(Ordering::Acquire) && crate::time::since_boot_nanoseconds() < deadline {
+                core::hint::spin_loop();
+            }
+            usize::from(high_done.load(Ordering::Acquire))
+        })
+    }
+    .expect("spawn");
+    go_flag.store(true, Ordering::Release);
+    go.wake_up();
+    let medium_saw_high_done = medium.join();
+    high.join();
+    low.join();
+    sched::set_params(&creator, saved).expect("valid");
+    kassert_eq!(medium_saw_high_done, 1);
+    kassert!(!mutex.is_locked());
+    Ok(())
+});

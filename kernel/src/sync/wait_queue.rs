@@ -1,0 +1,122 @@
+//! Wait queues: tasks sleep until a condition holds; wakers wake all non-exclusive waiters and a number of exclusive ones (Linux's `wait_event` / `wake_up`).
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+
+use super::IrqSpinLock;
+use crate::sched::{self, Task, TaskState};
+
+struct Waiter {
+    task: Arc<Task>,
+    exclusive: bool,
+}
+
+/// A queue of sleeping tasks. Non-exclusive waiters queue at the front, exclusive ones at
+/// the back, as in Linux, so a wake-up reaches every non-exclusive waiter before it counts
+/// exclusive ones.
+pub struct WaitQueue {
+    waiters: IrqSpinLock<VecDeque<Waiter>>,
+}
+
+impl WaitQueue {
+    /// An empty queue.
+    pub const fn new() -> Self {
+        WaitQueue { waiters: IrqSpinLock::new(VecDeque::new()) }
+    }
+
+    /// Sleeps until `condition` holds (checked before each sleep and after each wake-up).
+    /// Without a scheduler, spins on the condition.
+    pub fn wait_event(&self, condition: impl FnMut() -> bool) {
+        self.wait(false, condition);
+    }
+
+    /// As [`wait_event`](Self::wait_event), as an exclusive waiter: a plain
+    /// [`wake_up`](Self::wake_up) wakes only one of those.
+    pub fn wait_event_exclusive(&self, condition: impl FnMut() -> bool) {
+        self.wait(true, condition);
+    }
+
+    fn wait(&self, exclusive: bool, mut condition: impl FnMut() -> bool) {
+        if condition() {
+            return;
+        }
+        let Some(task) = sched::current().filter(|_| sched::is_running()) else {
+            while !condition() {
+                core::hint::spin_loop();
+            }
+            return;
+        };
+        loop {
+            task.set_state_for_wait(TaskState::Uninterruptible);
+            {
+                let mut waiters = self.waiters.lock();
+                if !waiters.iter().any(|waiter| Arc::ptr_eq(&waiter.task, &task)) {
+                    let waiter = Waiter { task: task.clone(), exclusive };
+                    if exclusive {
+                        waiters.push_back(waiter);
+                    } else {
+                        waiters.push_front(waiter);
+                    }
+                }
+            }
+            if condition() {
+                break;
+            }
+            sched::schedule();
+        }
+        task.set_state_for_wait(TaskState::Running);
+        self.waiters.lock().retain(|waiter| !Arc::ptr_eq(&waiter.task, &task));
+    }
+
+    /// Wakes every non-exclusive waiter and one exclusive waiter.
+    pub fn wake_up(&self) -> usize {
+        self.wake(1)
+    }
+
+    /// Wakes every waiter.
+    pub fn wake_up_all(&self) -> usize {
+        self.wake(usize::MAX)
+    }
+
+    /// Wakes every non-exclusive waiter and up to `exclusive` exclusive ones; returns how
+    /// many tasks were woken.
+    pub fn wake(&self, exclusive: usize) -> usize {
+        let mut waiters = self.waiters.lock();
+        let mut woken = 0;
+        let mut exclusive_left = exclusive;
+        let mut index = 0;
+        while index < waiters.len() {
+            if waiters[index].exclusive && exclusive_left == 0 {
+                break;
+            }
+            if sched::wake_up_process(&waiters[index].task) {
+                let waiter = waiters.remove(index);
+                woken += 1;
+                if waiter.is_some_and(|waiter| waiter.exclusive) {
+                    exclusive_left -= 1;
+                }
+            } else {
+                index += 1;
+            }
+        }
+        drop(waiters);
+        sched::preempt_check_resched();
+        woken
+    }
+
+    /// Number of queued waiters.
+    pub fn waiters_count(&self) -> usize {
+        self.waiters.lock().len()
+    }
+
+    /// Whether any task waits.
+    pub fn has_waiters(&self) -> bool {
+        !self.waiters.lock().is_empty()
+    }
+}
+
+impl Default for WaitQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
