@@ -9,9 +9,11 @@
 
 extern crate alloc;
 
+pub mod block;
 pub mod console;
 #[cfg(feature = "defmt")]
 pub mod defmt_logger;
+pub mod errno;
 pub mod fs;
 pub mod irq;
 pub mod ktest;

@@ -1,3 +1,9 @@
-//! File systems. For now the procfs registry; the VFS mounts it at `/proc` later.
+//! File systems: the VFS, the page cache, ramfs, procfs (registry and mountable file system) and ext2.
 
+pub mod page_cache;
 pub mod procfs;
+pub mod ramfs;
+pub mod root;
+pub mod vfs;
+
+pub use root::{init_root, vfs};

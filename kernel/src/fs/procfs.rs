@@ -3,6 +3,8 @@
 //! The owning subsystem registers each file (irq owns `interrupts`, slab owns `slabinfo`).
 //! The shell's `cat` reads them through [`read`] now; the VFS will mount the same registry.
 
+pub mod filesystem;
+
 use core::fmt::{self, Write};
 
 use crate::sync::IrqSpinLock;

@@ -1,0 +1,78 @@
+//! The kernel's VFS instance: the root file system (ramfs at `/`, procfs at `/proc`), mounting by type name, and `/proc/mounts` and `/proc/filesystems`.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::fmt::{self, Write};
+
+use super::procfs::filesystem::ProcFs;
+use super::ramfs::RamFs;
+use super::vfs::{uptime_seconds, Errno, FileSystem, Result, Vfs};
+use crate::sync::Once;
+
+/// Bytes of file data the root ramfs may hold.
+pub const ROOT_RAMFS_CAPACITY: u64 = 64 << 20;
+/// The file system types `mount -t` knows, as `/proc/filesystems` lists them.
+pub const FILESYSTEM_TYPES: [(&str, bool); 3] = [("ramfs", false), ("tmpfs", false), ("proc", false)];
+
+static VFS: Once<Vfs> = Once::new();
+
+/// The kernel's VFS, once [`init_root`] has run.
+pub fn vfs() -> Option<&'static Vfs> {
+    VFS.get()
+}
+
+fn show_mounts(out: &mut dyn Write) -> fmt::Result {
+    match vfs() {
+        Some(vfs) => vfs.write_mounts(out),
+        None => Ok(()),
+    }
+}
+
+fn show_filesystems(out: &mut dyn Write) -> fmt::Result {
+    for (name, needs_device) in FILESYSTEM_TYPES {
+        writeln!(out, "{}\t{}", if needs_device { "" } else { "nodev" }, name)?;
+    }
+    Ok(())
+}
+
+/// Sets up the root file system: ramfs at `/` with `/proc`, `/dev`, `/mnt` and `/tmp`,
+/// procfs at `/proc`, and the `/proc` files of the VFS and block layer. Needs the heap.
+/// Calling it again has no effect.
+pub fn init_root() -> Result<()> {
+    if VFS.get().is_some() {
+        return Ok(());
+    }
+    let vfs = VFS.call_once(Vfs::new);
+    vfs.mount("rootfs", "/", Arc::new(RamFs::new(uptime_seconds, ROOT_RAMFS_CAPACITY)), false)?;
+    for directory in ["/proc", "/dev", "/mnt", "/tmp"] {
+        vfs.mkdir(None, directory, 0o755)?;
+    }
+    vfs.mount("proc", "/proc", Arc::new(ProcFs::new()), false)?;
+    let _ = super::procfs::register("mounts", show_mounts);
+    let _ = super::procfs::register("filesystems", show_filesystems);
+    crate::block::register_proc_files();
+    log::info!("vfs: ramfs on /, proc on /proc");
+    Ok(())
+}
+
+/// Creates a file system of type `type_name` on `source` (a registered block device for
+/// ext2; ignored otherwise). `ENODEV` for an unknown type or device.
+pub fn create_filesystem(type_name: &str, _source: &str, _read_only: bool) -> Result<Arc<dyn FileSystem>> {
+    match type_name {
+        "ramfs" | "tmpfs" => Ok(Arc::new(RamFs::new(uptime_seconds, ROOT_RAMFS_CAPACITY))),
+        "proc" => Ok(Arc::new(ProcFs::new())),
+        _ => Err(Errno::ENODEV),
+    }
+}
+
+/// Mounts a new file system of `type_name` from `source` at `target` in the kernel's VFS.
+pub fn mount(type_name: &str, source: &str, target: &str, read_only: bool) -> Result<()> {
+    let vfs = vfs().ok_or(Errno::ENODEV)?;
+    let file_system = create_filesystem(type_name, source, read_only)?;
+    vfs.mount(source, target, file_system, read_only).map(|_| ())
+}
+
+/// The source names `mount` shows for a path (for messages).
+pub fn describe(target: &str) -> String {
+    String::from(target)
+}
