@@ -185,3 +185,135 @@ ktest!(fn switches_are_counted_as_voluntary_or_not() {
     kassert!(task.stack_guard_intact());
     Ok(())
 });
+
+/// Whether the periodic tick runs on this board (the preemption tests need it).
+fn tick_running() -> bool {
+    let running = crate::try_platform().is_some_and(|platform| platform.clock_event().is_some() && platform.interrupt_controller().is_some());
+    if !running {
+        log::info!("sched: no periodic tick on this board; preemption by the tick is not exercised");
+    }
+    running
+}
+
+/// Busy-waits until the clock reaches `deadline` or `stop` is set, never yielding.
+fn spin_until(deadline: u64, stop: &AtomicBool) {
+    while crate::time::since_boot_nanoseconds() < deadline && !stop.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+}
+
+ktest!(fn higher_priority_wakeup_from_the_tick_preempts_within_a_tick() {
+    if !tick_running() {
+        return Ok(());
+    }
+    use core::sync::atomic::AtomicU64;
+    // Both are created while this thread outranks them: the sleeper (FIFO 30) goes to
+    // sleep first, then the spinner (FIFO 10) spins without ever yielding; only the tick's
+    // wake-up and the preemption at interrupt exit can run the sleeper before the spinner
+    // ends. "Within a tick" is counted in tick interrupts, not wall time: the spinner notes
+    // the tick count when it first sees the deadline passed, the sleeper the count when it
+    // runs; at most one tick may separate them.
+    let stop = Arc::new(AtomicBool::new(false));
+    let deadline = Arc::new(AtomicU64::new(u64::MAX));
+    let seen_at_tick = Arc::new(AtomicU64::new(u64::MAX));
+    let woke_at_tick = Arc::new(AtomicU64::new(0));
+    let (spinner, sleeper) = as_fifo(50, || {
+        let spinner = {
+            let (stop, deadline, seen_at_tick) = (stop.clone(), deadline.clone(), seen_at_tick.clone());
+            Builder::new("ktest-spinner")
+                .params(SchedParams::real_time(Policy::Fifo, 10))
+                .spawn(move || {
+                    let guard = crate::time::since_boot_nanoseconds() + 2_000_000_000;
+                    while !stop.load(Ordering::Acquire) && crate::time::since_boot_nanoseconds() < guard {
+                        if seen_at_tick.load(Ordering::Relaxed) == u64::MAX && crate::time::since_boot_nanoseconds() >= deadline.load(Ordering::Acquire) {
+                            seen_at_tick.store(crate::tick::statistics().ticks, Ordering::Release);
+                        }
+                        core::hint::spin_loop();
+                    }
+                    usize::from(stop.load(Ordering::Acquire))
+                })
+                .expect("spawn")
+        };
+        let sleeper = {
+            let (stop, deadline, woke_at_tick) = (stop.clone(), deadline.clone(), woke_at_tick.clone());
+            Builder::new("ktest-sleeper")
+                .params(SchedParams::real_time(Policy::Fifo, 30))
+                .spawn(move || {
+                    let wake = crate::time::since_boot_nanoseconds() + 3 * crate::tick::TICK_NANOSECONDS;
+                    deadline.store(wake, Ordering::Release);
+                    super::sleep_until(wake);
+                    woke_at_tick.store(crate::tick::statistics().ticks, Ordering::Release);
+                    stop.store(true, Ordering::Release);
+                    0
+                })
+                .expect("spawn")
+        };
+        (spinner, sleeper)
+    });
+    sleeper.join();
+    let spinner_stopped_by_sleeper = spinner.join();
+    kassert_eq!(spinner_stopped_by_sleeper, 1);
+    let (seen, woke) = (seen_at_tick.load(Ordering::Acquire), woke_at_tick.load(Ordering::Acquire));
+    kassert!(seen == u64::MAX || woke <= seen + 1, "the sleeper ran {} tick interrupts after the spinner saw its deadline pass", woke.saturating_sub(seen));
+    Ok(())
+});
+
+ktest!(fn round_robin_threads_take_turns_by_slices() {
+    if !tick_running() {
+        return Ok(());
+    }
+    let log = Arc::new(SpinLock::new(Vec::new()));
+    let deadline = crate::time::since_boot_nanoseconds() + 3 * super::policy::RR_TIMESLICE_NANOSECONDS + 50_000_000;
+    let handles = as_fifo(50, || {
+        (1usize..=2)
+            .map(|id| {
+                let log = log.clone();
+                Builder::new("ktest-rr")
+                    .params(SchedParams::real_time(Policy::RoundRobin, 10))
+                    .spawn(move || {
+                        while crate::time::since_boot_nanoseconds() < deadline {
+                            let mut log = log.lock();
+                            if log.last() != Some(&id) {
+                                log.push(id);
+                            }
+                        }
+                        0
+                    })
+                    .expect("spawn")
+            })
+            .collect::<Vec<_>>()
+    });
+    for handle in handles {
+        handle.join();
+    }
+    let log = log.lock();
+    kassert!(log.len() >= 3, "two spinning RR threads did not take turns over three slices: {:?}", &log[..]);
+    kassert!(log.len() <= 8, "RR threads switched more often than their slices allow: {:?}", &log[..]);
+    Ok(())
+});
+
+ktest!(fn fair_shares_follow_nice_weights() {
+    if !tick_running() {
+        return Ok(());
+    }
+    // Nice 0 against nice 5: weights 1024 and 335, an expected share of 75.3% for the
+    // first. Tolerance: 10 percentage points (10 ms ticks over 600 ms).
+    let deadline = crate::time::since_boot_nanoseconds() + 600_000_000;
+    let handles: Vec<_> = [0i8, 5]
+        .into_iter()
+        .map(|nice| {
+            Builder::new("ktest-fair")
+                .params(SchedParams::normal(nice))
+                .spawn(move || {
+                    let stop = AtomicBool::new(false);
+                    spin_until(deadline, &stop);
+                    super::core::current_runtime() as usize
+                })
+                .expect("spawn")
+        })
+        .collect();
+    let times: Vec<usize> = handles.into_iter().map(|handle| handle.join()).collect();
+    let share = times[0] as f64 / (times[0] + times[1]).max(1) as f64;
+    kassert!((share - 0.753).abs() < 0.1, "nice 0 got {:.3} of the CPU against nice 5 (expected 0.753); times {:?}", share, &times[..]);
+    Ok(())
+});

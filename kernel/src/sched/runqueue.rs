@@ -200,8 +200,13 @@ impl<T: Entity> RunQueue<T> {
                 if current.time_slice() > 0 {
                     return false;
                 }
+                if self.rt.level_len(params.kernel_priority() as usize) > 0 {
+                    // Used up with an equal waiting: `put_prev` queues it behind its
+                    // equals and refills the slice.
+                    return true;
+                }
                 current.set_time_slice(RR_TIMESLICE_NANOSECONDS);
-                self.rt.level_len(params.kernel_priority() as usize) > 0
+                false
             }
             Policy::Normal => {
                 if !self.rt.is_empty() {
@@ -442,7 +447,7 @@ pub(crate) mod tests {
                 }
             }
             assert_eq!(ticks * TICK, RR_TIMESLICE_NANOSECONDS);
-            let previous = queue.put_prev(now, Some(Requeue::Yielded)).unwrap();
+            let previous = queue.put_prev(now, Some(Requeue::Preempted)).unwrap();
             queue.pick_next(now, Some(previous.id));
         }
         assert_eq!(order, [0, 1, 2, 0, 1, 2]);
