@@ -1,5 +1,7 @@
 //! File systems: the VFS, the page cache, ramfs, procfs (registry and mountable file system) and ext2.
 
+pub mod commands;
+pub mod ext2;
 pub mod page_cache;
 pub mod procfs;
 pub mod ramfs;

@@ -4,6 +4,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use core::fmt::{self, Write};
 
+use super::ext2::Ext2;
 use super::procfs::filesystem::ProcFs;
 use super::ramfs::RamFs;
 use super::vfs::{uptime_seconds, Errno, FileSystem, Result, Vfs};
@@ -11,8 +12,10 @@ use crate::sync::Once;
 
 /// Bytes of file data the root ramfs may hold.
 pub const ROOT_RAMFS_CAPACITY: u64 = 64 << 20;
+/// Pages an ext2 mount's page cache holds (16 MiB).
+pub const EXT2_CACHE_PAGES: usize = 4096;
 /// The file system types `mount -t` knows, as `/proc/filesystems` lists them.
-pub const FILESYSTEM_TYPES: [(&str, bool); 3] = [("ramfs", false), ("tmpfs", false), ("proc", false)];
+pub const FILESYSTEM_TYPES: [(&str, bool); 4] = [("ramfs", false), ("tmpfs", false), ("proc", false), ("ext2", true)];
 
 static VFS: Once<Vfs> = Once::new();
 
@@ -57,10 +60,21 @@ pub fn init_root() -> Result<()> {
 
 /// Creates a file system of type `type_name` on `source` (a registered block device for
 /// ext2; ignored otherwise). `ENODEV` for an unknown type or device.
-pub fn create_filesystem(type_name: &str, _source: &str, _read_only: bool) -> Result<Arc<dyn FileSystem>> {
+pub fn create_filesystem(type_name: &str, source: &str, read_only: bool) -> Result<Arc<dyn FileSystem>> {
     match type_name {
         "ramfs" | "tmpfs" => Ok(Arc::new(RamFs::new(uptime_seconds, ROOT_RAMFS_CAPACITY))),
         "proc" => Ok(Arc::new(ProcFs::new())),
+        "ext2" => {
+            let device = crate::block::find(source).ok_or(Errno::ENODEV)?.device;
+            let cache = super::page_cache::PageCache::new(device, EXT2_CACHE_PAGES);
+            match Ext2::mount(cache, read_only, uptime_seconds) {
+                Ok(file_system) => Ok(file_system),
+                Err(error) => {
+                    log::error!("EXT2-fs ({}): {}", source, error);
+                    Err(error.errno)
+                }
+            }
+        }
         _ => Err(Errno::ENODEV),
     }
 }
