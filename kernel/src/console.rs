@@ -59,11 +59,18 @@ pub fn print_arguments(arguments: fmt::Arguments<'_>) {
 pub fn print_arguments_unlocked(arguments: fmt::Arguments<'_>) {
     #[cfg(feature = "defmt")]
     {
-        crate::defmt_logger::print_arguments(arguments);
+        crate::defmt_logger::print_arguments_unbuffered(arguments);
         return;
     }
     #[allow(unreachable_code)]
     let _ = ConsoleWriter.write_fmt(arguments);
+}
+
+/// Sends a partly written line (such as a prompt) to the host now. Only the defmt console
+/// buffers lines; on a plain UART every byte is already out.
+pub fn flush_line() {
+    #[cfg(feature = "defmt")]
+    crate::defmt_logger::flush_line();
 }
 
 /// Prints to the kernel console.

@@ -82,8 +82,55 @@ impl core::fmt::Write for FrameText {
     }
 }
 
-/// Sends formatted console text as one frame per line (trailing newline dropped).
+/// Console text waiting for the end of its line.
+static PENDING_LINE: crate::sync::IrqSpinLock<FrameText> = crate::sync::IrqSpinLock::new(FrameText::new());
+
+impl FrameText {
+    fn clear(&mut self) {
+        self.length = 0;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.length == 0
+    }
+
+    fn is_full(&self) -> bool {
+        self.length == self.bytes.len()
+    }
+}
+
+/// Buffers console text and sends one frame per completed line, so pieces written with
+/// several `write!` calls arrive as one line on the host.
 pub fn print_arguments(arguments: core::fmt::Arguments<'_>) {
+    use core::fmt::Write;
+    let mut text = FrameText::new();
+    let _ = text.write_fmt(arguments);
+    let mut pending = PENDING_LINE.lock();
+    let mut rest = text.as_str();
+    while let Some(newline) = rest.find('\n') {
+        let _ = pending.write_str(&rest[..newline]);
+        defmt::println!("{=str}", pending.as_str());
+        pending.clear();
+        rest = &rest[newline + 1..];
+    }
+    let _ = pending.write_str(rest);
+    if pending.is_full() {
+        defmt::println!("{=str}", pending.as_str());
+        pending.clear();
+    }
+}
+
+/// Sends a partly written line (a prompt) as a frame now.
+pub fn flush_line() {
+    let mut pending = PENDING_LINE.lock();
+    if !pending.is_empty() {
+        defmt::println!("{=str}", pending.as_str());
+        pending.clear();
+    }
+}
+
+/// Sends text as frames without taking the line buffer's lock (the panic path).
+pub fn print_arguments_unbuffered(arguments: core::fmt::Arguments<'_>) {
     use core::fmt::Write;
     let mut text = FrameText::new();
     let _ = text.write_fmt(arguments);

@@ -147,10 +147,14 @@ pub fn run() -> ! {
     let mut editor = LineEditor::new();
     loop {
         crate::print!("{}", PROMPT);
+        crate::console::flush_line();
         let line = loop {
             match editor.feed(read_byte(), &mut Echo) {
                 EditEvent::Continue => {}
-                EditEvent::Cancelled => crate::print!("{}", PROMPT),
+                EditEvent::Cancelled => {
+                    crate::print!("{}", PROMPT);
+                    crate::console::flush_line();
+                }
                 EditEvent::Line => break editor.take_line(),
             }
         };
