@@ -232,7 +232,13 @@ impl Session {
     }
 
     /// Waits for QEMU to exit, killing it at the deadline.
-    pub fn finish(mut self) -> (Ending, String, Duration) {
+    pub fn finish(self) -> (Ending, String, Duration) {
+        let (ending, raw, elapsed) = self.finish_raw();
+        (ending, String::from_utf8_lossy(&raw).replace('\r', ""), elapsed)
+    }
+
+    /// Like [`Session::finish`], returning the console's bytes as they came (for decoders).
+    pub fn finish_raw(mut self) -> (Ending, Vec<u8>, Duration) {
         let ending = loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => break status.code().map(Ending::Exited).unwrap_or(Ending::Signalled),
@@ -251,7 +257,8 @@ impl Session {
             let _ = reader.join();
         }
         std::thread::sleep(Duration::from_millis(20));
-        (ending, self.output(), elapsed)
+        let raw = self.output.lock().unwrap().clone();
+        (ending, raw, elapsed)
     }
 }
 

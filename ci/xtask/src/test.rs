@@ -51,6 +51,44 @@ struct Suite {
     steps: Vec<Step>,
     #[serde(default)]
     timeout: Option<u64>,
+    /// Boards the suite runs on (all when absent).
+    #[serde(default)]
+    boards: Option<Vec<String>>,
+    /// Build with the `defmt` feature and decode the console with defmt-print.
+    #[serde(default)]
+    defmt: bool,
+}
+
+impl Suite {
+    fn applies_to(&self, board: &str) -> bool {
+        self.boards.as_ref().is_none_or(|boards| boards.iter().any(|b| b == board))
+    }
+}
+
+/// Decodes defmt frames with `defmt-print -e ELF`.
+fn decode_defmt(raw: &[u8], elf: &std::path::Path) -> Result<String, String> {
+    use std::io::Write;
+    crate::setup::ensure_defmt_print()?;
+    let mut child = Command::new("defmt-print")
+        .args(["-e", &elf.display().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting defmt-print: {e}"))?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let bytes = raw.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&bytes);
+    });
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    let _ = writer.join();
+    let mut text = String::from_utf8_lossy(&output.stdout).to_string();
+    if !output.stderr.is_empty() {
+        text.push_str("\n[defmt-print stderr] ");
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(text)
 }
 
 #[derive(Deserialize, Clone)]
@@ -136,7 +174,18 @@ fn run_suite(config: &Config, board: &Board, built: &Built, suite: &Suite, symbo
             }
         }
     }
-    let (ending, raw_output, elapsed) = session.finish();
+    let (ending, raw_bytes, elapsed) = session.finish_raw();
+    let raw_output = if suite.defmt {
+        match decode_defmt(&raw_bytes, &built.elf) {
+            Ok(text) => text,
+            Err(error) => {
+                failure.get_or_insert(error);
+                String::new()
+            }
+        }
+    } else {
+        String::from_utf8_lossy(&raw_bytes).replace('\r', "")
+    };
     outcome.seconds = elapsed.as_secs_f64();
     let output: String = raw_output
         .lines()
@@ -229,19 +278,19 @@ pub fn run(options: &crate::Options) -> Result<(), String> {
             eprintln!("xtask: host tests FAILED");
         }
     }
-    let mut built: BTreeMap<String, Result<(Board, Built), String>> = BTreeMap::new();
+    let mut built: BTreeMap<(String, bool), Result<(Board, Built), String>> = BTreeMap::new();
     let mut outcomes = Vec::new();
     let default_timeout = options.timeout.unwrap_or(60);
     let logs = crate::root().join("target/hinoki/logs");
     std::fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
     for config in &configs {
-        let entry = built
-            .entry(config.board.clone())
-            .or_insert_with(|| crate::boards::find(Some(&config.board)).and_then(|board| crate::image::build(&board, false).map(|b| (board, b))));
-        let (board, image) = match entry {
-            Ok(pair) => (&pair.0, &pair.1),
-            Err(error) => {
-                for suite in &matrix.suite {
+        for suite in matrix.suite.iter().filter(|suite| suite.applies_to(&config.board)) {
+            let entry = built.entry((config.board.clone(), suite.defmt)).or_insert_with(|| {
+                crate::boards::find(Some(&config.board)).and_then(|board| crate::image::build_with(&board, false, suite.defmt).map(|b| (board, b)))
+            });
+            let (board, image) = match entry {
+                Ok(pair) => (&pair.0, &pair.1),
+                Err(error) => {
                     outcomes.push(Outcome {
                         config: config.name.clone(),
                         board: config.board.clone(),
@@ -254,12 +303,10 @@ pub fn run(options: &crate::Options) -> Result<(), String> {
                         exit: "not run".into(),
                         log: String::new(),
                     });
+                    continue;
                 }
-                continue;
-            }
-        };
-        let symbolizer = Symbolizer::new(&image.elf).ok();
-        for suite in &matrix.suite {
+            };
+            let symbolizer = Symbolizer::new(&image.elf).ok();
             let outcome = run_suite(config, board, image, suite, symbolizer.as_ref(), default_timeout);
             let log_path = logs.join(format!("{}.{}.log", outcome.config, outcome.suite));
             let _ = std::fs::write(&log_path, &outcome.log);
