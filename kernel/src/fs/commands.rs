@@ -41,6 +41,33 @@ pub fn write_redirection(path: &str, data: &[u8], append: bool) -> Result<(), Er
     vfs.write_file(current_directory(), path, data, append)
 }
 
+/// Where the shell sends a command's output: `> path` or `>> path`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redirection<'a> {
+    /// The file.
+    pub path: &'a str,
+    /// `>>`: append instead of truncating.
+    pub append: bool,
+}
+
+/// Splits a trailing `> FILE` or `>> FILE` off a command's arguments.
+pub fn split_redirection<'a, 'b>(arguments: &'b [&'a str]) -> Result<(&'b [&'a str], Option<Redirection<'a>>), &'static str> {
+    let operator = |word: &str| word == ">" || word == ">>";
+    match arguments {
+        [command @ .., last_operator, path] if operator(last_operator) && !operator(path) => {
+            if command.iter().any(|word| operator(word)) {
+                return Err("only one redirection per command");
+            }
+            if command.is_empty() {
+                return Err("redirection without a command");
+            }
+            Ok((command, Some(Redirection { path, append: *last_operator == ">>" })))
+        }
+        _ if arguments.iter().any(|word| operator(word)) => Err("syntax error near the redirection: expected > FILE or >> FILE at the end"),
+        _ => Ok((arguments, None)),
+    }
+}
+
 /// Reads a whole file through the VFS for `cat`; `None` before the VFS exists.
 pub fn read_file(path: &str) -> Option<Result<Vec<u8>, Errno>> {
     super::vfs().map(|vfs| vfs.read_to_end(current_directory(), path))
@@ -729,6 +756,38 @@ mod tests {
         assert_eq!(run(&vfs, run_mount, &["mount", "-t", "nfs", "x", "/mnt"]).0, Err(CommandError::Failed("No such device")));
         assert_eq!(run(&vfs, run_umount, &["umount", "/mnt"]).0, Ok(()));
         assert_eq!(run(&vfs, run_umount, &["umount", "/mnt"]).0, Err(CommandError::Failed("Invalid argument")));
+    }
+
+    #[test]
+    fn redirection_is_split_off_the_end() {
+        assert_eq!(split_redirection(&["echo", "a", "b"]), Ok((&["echo", "a", "b"][..], None)));
+        assert_eq!(split_redirection(&["echo", "a", ">", "/f"]), Ok((&["echo", "a"][..], Some(Redirection { path: "/f", append: false }))));
+        assert_eq!(split_redirection(&["echo", ">>", "/f"]), Ok((&["echo"][..], Some(Redirection { path: "/f", append: true }))));
+        assert!(split_redirection(&["echo", ">"]).is_err());
+        assert!(split_redirection(&["echo", ">", "a", "b"]).is_err());
+        assert!(split_redirection(&[">", "/f"]).is_err());
+        assert!(split_redirection(&["echo", ">", "/a", ">", "/b"]).is_err());
+    }
+
+    #[test]
+    fn shell_redirects_into_the_root_file_system_and_cat_reads_it_back() {
+        crate::fs::init_root().unwrap();
+        let mut out = String::new();
+        crate::shell::execute("echo hello > /tmp/redirected", &mut out);
+        crate::shell::execute("echo 'and again' >> /tmp/redirected", &mut out);
+        assert_eq!(out, "", "nothing reaches the console");
+        crate::shell::execute("cat /tmp/redirected", &mut out);
+        assert_eq!(out, "hello\nand again\n");
+        out.clear();
+        crate::shell::execute("echo x > /no/such/dir/file", &mut out);
+        assert_eq!(out, "hinoki: /no/such/dir/file: No such file or directory\n");
+        out.clear();
+        crate::shell::execute("cat /proc/mounts /proc/filesystems", &mut out);
+        assert!(out.starts_with("rootfs / ramfs rw,relatime 0 0\nproc /proc proc rw,relatime 0 0\n"), "{out}");
+        assert!(out.contains("nodev\tramfs\n") && out.contains("\text2\n"), "{out}");
+        out.clear();
+        crate::shell::execute("cat /tmp/missing", &mut out);
+        assert_eq!(out, "cat: /tmp/missing: No such file or directory\ncat: some files could not be read\n");
     }
 
     #[test]

@@ -9,7 +9,7 @@ const UNAME: Command = Command { name: "uname", summary: "print system informati
 const ECHO: Command = Command { name: "echo", summary: "print the arguments (-n: no newline)", run: echo };
 const UPTIME: Command = Command { name: "uptime", summary: "time since boot", run: uptime };
 const DMESG: Command = Command { name: "dmesg", summary: "print the kernel log", run: dmesg };
-const CAT: Command = Command { name: "cat", summary: "print files (the /proc files for now)", run: cat };
+const CAT: Command = Command { name: "cat", summary: "print files", run: cat };
 const KTEST: Command = Command { name: "ktest", summary: "run in-kernel tests: ktest [FILTER] | ktest -l", run: ktest };
 const POWEROFF: Command = Command { name: "poweroff", summary: "power the machine off", run: poweroff };
 const REBOOT: Command = Command { name: "reboot", summary: "reset the machine", run: reboot };
@@ -178,9 +178,19 @@ fn cat(arguments: &Arguments<'_>, out: &mut dyn Write) -> CommandResult {
     }
     let mut missing = false;
     for path in &arguments[1..] {
-        if crate::fs::procfs::read(path, out).is_err() {
-            let _ = writeln!(out, "cat: {}: No such file or directory", path);
-            missing = true;
+        // Through the VFS once it exists (procfs is mounted at /proc), else the registry.
+        match crate::fs::commands::read_file(path) {
+            Some(Ok(contents)) => write_lossy(&contents, out),
+            Some(Err(errno)) => {
+                let _ = writeln!(out, "cat: {}: {}", path, errno);
+                missing = true;
+            }
+            None => {
+                if crate::fs::procfs::read(path, out).is_err() {
+                    let _ = writeln!(out, "cat: {}: No such file or directory", path);
+                    missing = true;
+                }
+            }
         }
     }
     if missing {

@@ -96,12 +96,31 @@ pub fn execute(line: &str, out: &mut dyn Write) {
             return;
         }
     };
+    let (arguments, redirection) = match crate::fs::commands::split_redirection(arguments) {
+        Ok(split) => split,
+        Err(message) => {
+            let _ = writeln!(out, "hinoki: {}", message);
+            return;
+        }
+    };
     let Some(&name) = arguments.first() else { return };
     let Some(command) = find_command(name) else {
         let _ = writeln!(out, "hinoki: {}: command not found (type 'help' for the list)", name);
         return;
     };
-    match (command.run)(&arguments, out) {
+    let result = match redirection {
+        None => (command.run)(arguments, out),
+        Some(target) => {
+            // `> FILE` / `>> FILE`: the command's output goes to the file, errors to `out`.
+            let mut captured = alloc::string::String::new();
+            let result = (command.run)(arguments, &mut captured);
+            if let Err(errno) = crate::fs::commands::write_redirection(target.path, captured.as_bytes(), target.append) {
+                let _ = writeln!(out, "hinoki: {}: {}", target.path, errno);
+            }
+            result
+        }
+    };
+    match result {
         Ok(()) => {}
         Err(CommandError::Usage(usage)) => {
             let _ = writeln!(out, "usage: {}", usage);
