@@ -22,6 +22,7 @@ pub mod panic;
 pub mod printk;
 pub mod sched;
 pub mod shell;
+pub mod smp;
 pub mod sync;
 pub mod tick;
 pub mod time;
@@ -126,6 +127,7 @@ pub fn kernel_main(platform: &'static dyn Platform) -> ! {
     mm::register_proc_files();
     fs::procfs::register_core_files();
     irq::init();
+    smp::init();
 
     sched::init();
 

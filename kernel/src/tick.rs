@@ -36,10 +36,11 @@ pub fn jiffies() -> u64 {
     JIFFIES.load(Ordering::Relaxed)
 }
 
-/// What the tick handler observed since the last [`reset_statistics`].
+/// What the tick handler observed on CPU 0 (the jiffies CPU) since the last
+/// [`reset_statistics`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TickStatistics {
-    /// Tick interrupts handled (all CPUs).
+    /// Tick interrupts handled.
     pub ticks: u64,
     /// Ticks whose handler ran before their deadline (must stay 0).
     pub early: u64,
@@ -115,13 +116,14 @@ pub fn start(trigger: Trigger) -> Result<(), RequestError> {
     let event = clock_event().ok_or(RequestError::NoController)?;
     let clock = crate::platform().clock();
     PERIOD_TICKS.store((clock.frequency_hz() / HZ).max(1), Ordering::Relaxed);
-    irq::request_irq(event.irq(), event.name(), handle_tick, trigger)?;
+    irq::request_percpu_irq(event.irq(), event.name(), handle_tick, trigger)?;
     start_cpu();
     log::info!("tick: {} Hz from {} (IRQ {})", HZ, event.name(), event.irq());
     Ok(())
 }
 
-/// Starts the tick on the calling CPU (after [`start`] on the boot CPU).
+/// Starts the tick on the calling CPU (after [`start`] on the boot CPU; a secondary CPU
+/// enables its timer interrupt first, with [`irq::init_cpu`]).
 pub fn start_cpu() {
     let Some(event) = clock_event() else { return };
     let now = crate::platform().clock().counter();
@@ -142,12 +144,14 @@ fn handle_tick(_irq: u32) {
         return;
     };
     let deadline = slot.load(Ordering::Relaxed);
-    let sequence = TICKS.fetch_add(1, Ordering::Relaxed);
-    if now < deadline {
-        EARLY_TICKS.fetch_add(1, Ordering::Relaxed);
-    } else {
-        MAX_LATENESS_TICKS.fetch_max(now - deadline, Ordering::Relaxed);
-        LATENESS_SAMPLES[sequence as usize % LATENESS_SAMPLE_COUNT].store(now - deadline, Ordering::Relaxed);
+    if cpu == 0 {
+        let sequence = TICKS.fetch_add(1, Ordering::Relaxed);
+        if now < deadline {
+            EARLY_TICKS.fetch_add(1, Ordering::Relaxed);
+        } else {
+            MAX_LATENESS_TICKS.fetch_max(now - deadline, Ordering::Relaxed);
+            LATENESS_SAMPLES[sequence as usize % LATENESS_SAMPLE_COUNT].store(now - deadline, Ordering::Relaxed);
+        }
     }
     let (elapsed, next) = if now < deadline { (0, deadline) } else { advance(deadline, now, PERIOD_TICKS.load(Ordering::Relaxed)) };
     if cpu == 0 {

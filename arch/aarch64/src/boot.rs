@@ -1,4 +1,4 @@
-//! Boot entry: the arm64 Image header, exception-level drop to EL1, FP enable, stack and BSS, then the board's Rust entry.
+//! Boot entry: the arm64 Image header, exception-level drop to EL1, FP enable, stack and BSS, then the board's Rust entry; and the secondary-CPU entry PSCI CPU_ON starts.
 
 use core::arch::global_asm;
 
@@ -6,7 +6,8 @@ use core::arch::global_asm;
 // Raspberry Pi firmware honour `text_offset`. The image is linked at its run address, so
 // the code runs with the MMU off at the addresses it was linked for.
 //
-// Secondary cores (the Raspberry Pi starts all four) park in `wfe` until SMP bring-up.
+// Secondary cores the firmware starts at the image entry (the Raspberry Pi starts all four)
+// park in `wfe`; SMP bring-up starts secondaries at `hinoki_aarch64_secondary_start`.
 global_asm!(
     r#"
     .section .text.head, "ax"
@@ -31,13 +32,26 @@ primary_entry:
 0:  wfe
     b       0b
 
-1:  mrs     x1, CurrentEL
+1:  adr     x20, primary_at_el1
+    b       drop_to_el1
+
+    // Secondary CPUs started by PSCI CPU_ON enter here with x0 = their `SecondaryBoot`
+    // block (see `smp.rs`), at the exception level the boot CPU entered at.
+    .global hinoki_aarch64_secondary_start
+hinoki_aarch64_secondary_start:
+    mov     x19, x0
+    adr     x20, secondary_at_el1
+    b       drop_to_el1
+
+    // Continues at x20 at EL1 (x19 and x20 are preserved).
+drop_to_el1:
+    mrs     x1, CurrentEL
     lsr     x1, x1, #2
     cmp     x1, #3
     b.eq    from_el3
     cmp     x1, #2
     b.eq    from_el2
-    b       at_el1
+    br      x20
 
 from_el3:
     // EL3 (an ELF handed to the Raspberry Pi machine): non-secure, EL2 is AArch64.
@@ -78,11 +92,10 @@ from_el2:
     msr     sctlr_el1, x1
     mov     x1, #0x3c5
     msr     spsr_el2, x1
-    adr     x1, at_el1
-    msr     elr_el2, x1
+    msr     elr_el2, x20
     eret
 
-at_el1:
+primary_at_el1:
     // The target enables FP/SIMD code generation: stop FP/SIMD accesses from trapping.
     mov     x1, #(3 << 20)
     msr     cpacr_el1, x1
@@ -104,5 +117,24 @@ at_el1:
     bl      hinoki_board_entry
 4:  wfe
     b       4b
+
+secondary_at_el1:
+    mov     x1, #(3 << 20)
+    msr     cpacr_el1, x1
+    isb
+    // SecondaryBoot: stack top at 0, the per-CPU block for TPIDR_EL1 at 8.
+    ldr     x1, [x19, #0]
+    mov     sp, x1
+    ldr     x1, [x19, #8]
+    msr     tpidr_el1, x1
+    mov     x29, xzr
+    mov     x30, xzr
+    ldr     x1, =exception_vectors
+    msr     vbar_el1, x1
+    isb
+    mov     x0, x19
+    bl      hinoki_aarch64_secondary_entry
+6:  wfe
+    b       6b
 "#
 );

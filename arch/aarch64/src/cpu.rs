@@ -91,7 +91,15 @@ impl Default for Aarch64Cpu {
 
 impl Cpu for Aarch64Cpu {
     fn current_id(&self) -> CpuId {
-        CpuId((multiprocessor_affinity() & 0xff) as u32)
+        match crate::smp::this_cpu() {
+            Some(per_cpu) => CpuId(per_cpu.id.load(core::sync::atomic::Ordering::Relaxed)),
+            // Before the board set up TPIDR_EL1: the core number.
+            None => CpuId((multiprocessor_affinity() & 0xff) as u32),
+        }
+    }
+
+    fn online_count(&self) -> u32 {
+        crate::smp::online_count()
     }
 
     fn disable_interrupts(&self) -> InterruptState {

@@ -16,6 +16,7 @@ pub mod generic_timer;
 pub mod gic_cpu_interface;
 pub mod psci;
 pub mod semihosting;
+pub mod smp;
 
 pub use cpu::Aarch64Cpu;
 pub use generic_timer::{GenericTimerCounter, GenericTimerEvent};

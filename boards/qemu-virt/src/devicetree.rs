@@ -4,6 +4,9 @@ use fdt::Fdt;
 use hinoki_arch_aarch64::psci::Conduit;
 use hinoki_interface::{MemoryKind, MemoryMap, Trigger};
 
+/// Most CPUs recorded.
+pub const MAX_CPUS: usize = 8;
+
 /// Most virtio-mmio slots recorded.
 pub const MAX_VIRTIO_SLOTS: usize = 32;
 
@@ -61,6 +64,9 @@ pub struct Devices {
     pub psci: Option<Conduit>,
     /// CPUs listed under `/cpus`.
     pub cpu_count: usize,
+    /// The MPIDR affinity (`reg`) of each CPU under `/cpus`, in DTB order (the first
+    /// `cpu_count`, at most [`MAX_CPUS`]).
+    pub cpu_affinities: [u64; MAX_CPUS],
     /// `/chosen/bootargs`.
     pub command_line: &'static str,
     /// Size of the DTB blob, reserved in the memory map.
@@ -216,6 +222,11 @@ pub unsafe fn parse(address: usize) -> Result<Devices, DeviceTreeError> {
         .and_then(|method| method.as_str())
         .and_then(Conduit::from_method);
 
+    let mut cpu_affinities = [0u64; MAX_CPUS];
+    for (slot, cpu) in cpu_affinities.iter_mut().zip(tree.cpus()) {
+        *slot = cpu.ids().first() as u64;
+    }
+
     Ok(Devices {
         memory,
         uart,
@@ -228,6 +239,7 @@ pub unsafe fn parse(address: usize) -> Result<Devices, DeviceTreeError> {
         virtio_count,
         psci,
         cpu_count: tree.cpus().count(),
+        cpu_affinities,
         command_line: tree.chosen().bootargs().unwrap_or(""),
         dtb_size: tree.total_size(),
     })

@@ -4,6 +4,7 @@
 
 mod devicetree;
 mod interrupts;
+mod smp;
 #[allow(dead_code)]
 mod memory_map;
 
@@ -12,7 +13,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use devicetree::{Devices, GicDescription};
 use hinoki_arch_aarch64::psci::{self, Conduit};
 use hinoki_arch_aarch64::{semihosting, Aarch64Cpu, GenericTimerCounter};
-use hinoki_interface::{Clock, ClockEvent, Console, ContextSwitch, Cpu, ExitStatus, InterruptController, MemoryKind, MemoryRegion, Platform};
+use hinoki_interface::{Clock, ClockEvent, Console, ContextSwitch, Cpu, CpuStartError, ExitStatus, InterruptController, MemoryKind, MemoryRegion, Platform, SecondaryEntry};
 use hinoki_kernel::sync::Once;
 use pl011::Pl011;
 
@@ -56,6 +57,14 @@ impl Platform for QemuVirt {
 
     fn clock_event(&self) -> Option<&dyn ClockEvent> {
         interrupts::clock_event()
+    }
+
+    fn possible_cpus(&self) -> u32 {
+        smp::possible_cpus(&self.devices)
+    }
+
+    fn start_cpu(&self, cpu: u32, stack_top: usize, entry: SecondaryEntry) -> Result<(), CpuStartError> {
+        smp::start_cpu(&self.devices, cpu, stack_top, entry)
     }
 
     fn memory_regions(&self, visit: &mut dyn FnMut(MemoryRegion)) {
@@ -106,6 +115,7 @@ fn halt_forever() -> ! {
 }
 
 fn board_main(dtb_address: usize) -> ! {
+    hinoki_arch_aarch64::smp::init_boot_cpu();
     // SAFETY: QEMU passes the DTB address in x0 when booting an arm64 Image; the blob lies
     // in RAM below the kernel's reach and the memory map reserves it for good.
     let mut devices = match unsafe { devicetree::parse(dtb_address) } {

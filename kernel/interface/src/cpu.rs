@@ -9,6 +9,21 @@ pub struct CpuId(pub u32);
 #[must_use = "the saved state must be handed back to restore_interrupts"]
 pub struct InterruptState(pub usize);
 
+/// Why a secondary CPU could not be started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuStartError {
+    /// The board cannot start CPUs (not implemented, or no firmware interface).
+    Unsupported,
+    /// No such CPU, or it is the boot CPU.
+    InvalidCpu(u32),
+    /// The firmware refused (PSCI return code, or the board's own error number).
+    Firmware(i64),
+}
+
+/// The Rust entry of a secondary CPU: runs on the stack the kernel gave it, at the
+/// kernel's exception level, with interrupts masked, and receives the logical CPU id.
+pub type SecondaryEntry = fn(cpu: u32) -> !;
+
 /// Operations on the CPU the caller runs on.
 pub trait Cpu: Sync {
     /// The calling CPU's logical id.

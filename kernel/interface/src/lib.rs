@@ -18,7 +18,7 @@ pub mod platform;
 pub use clock::{Clock, ClockEvent};
 pub use console::Console;
 pub use context::{ContextSwitch, SavedContext, ThreadEntry};
-pub use cpu::{Cpu, CpuId, InterruptState};
+pub use cpu::{Cpu, CpuId, CpuStartError, InterruptState, SecondaryEntry};
 pub use irq::{InterruptController, IpiTarget, IrqError, Trigger};
 pub use memory::{MemoryKind, MemoryMap, MemoryMapFull, MemoryRegion, PhysicalAddress, VirtualAddress};
 pub use mmu::{MapError, Mmu, PageFlags};

@@ -3,7 +3,7 @@
 use crate::clock::{Clock, ClockEvent};
 use crate::console::Console;
 use crate::context::ContextSwitch;
-use crate::cpu::Cpu;
+use crate::cpu::{Cpu, CpuStartError, SecondaryEntry};
 use crate::irq::InterruptController;
 use crate::memory::MemoryRegion;
 use crate::mmu::Mmu;
@@ -43,6 +43,20 @@ pub trait Platform: Sync {
     /// brought it up; the kernel's periodic tick and timer deadlines run on it.
     fn clock_event(&self) -> Option<&dyn ClockEvent> {
         None
+    }
+
+    /// How many CPUs the firmware describes (DTB `/cpus`, MADT, the Pi's four cores), the
+    /// boot CPU included; logical ids run from 0 (the boot CPU) to this minus one.
+    fn possible_cpus(&self) -> u32 {
+        1
+    }
+
+    /// Starts secondary CPU `cpu` (1 to `possible_cpus() - 1`): it sets up its own CPU state
+    /// (exception level, vectors, per-CPU register) and calls `entry(cpu)` on the stack
+    /// whose top is `stack_top`. Returns once the firmware accepted the request; the kernel
+    /// waits for the CPU to report itself.
+    fn start_cpu(&self, _cpu: u32, _stack_top: usize, _entry: SecondaryEntry) -> Result<(), CpuStartError> {
+        Err(CpuStartError::Unsupported)
     }
 
     /// The MMU, once the board has brought it up.

@@ -51,6 +51,8 @@ pub struct Descriptor {
     pub handler: IrqHandler,
     /// `Some` when this interrupt carries an IPI (shown in the IPI rows, not as an IRQ row).
     pub ipi: Option<Ipi>,
+    /// Banked per CPU (GIC SGIs and PPIs, e.g. the local timer): every CPU enables its own.
+    pub per_cpu: bool,
     /// Unmasked at the controller.
     pub enabled: bool,
     /// How many times each CPU took it.
@@ -58,9 +60,9 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
-    /// A descriptor for `number`, not yet enabled, never taken.
+    /// A descriptor for `number`, not yet enabled, never taken; per-CPU when it carries an IPI.
     pub fn new(number: u32, name: &'static str, trigger: Trigger, handler: IrqHandler, ipi: Option<Ipi>) -> Self {
-        Descriptor { number, name, trigger, handler, ipi, enabled: false, counts: [0; MAX_CPUS] }
+        Descriptor { number, name, trigger, handler, ipi, per_cpu: ipi.is_some(), enabled: false, counts: [0; MAX_CPUS] }
     }
 }
 

@@ -55,6 +55,36 @@ pub fn request_irq(number: u32, name: &'static str, handler: IrqHandler, trigger
     request(Descriptor::new(number, name, trigger, handler, None))
 }
 
+/// Requests a per-CPU interrupt (Linux's `request_percpu_irq`): like [`request_irq`],
+/// enabled on the calling CPU now and on every other CPU when it runs [`init_cpu`].
+///
+/// # Errors
+/// As for [`request_irq`].
+pub fn request_percpu_irq(number: u32, name: &'static str, handler: IrqHandler, trigger: Trigger) -> Result<(), RequestError> {
+    let mut descriptor = Descriptor::new(number, name, trigger, handler, None);
+    descriptor.per_cpu = true;
+    request(descriptor)
+}
+
+/// Brings up interrupts on a secondary CPU: the controller's per-CPU part, then every
+/// per-CPU interrupt (IPIs, local timers) that is enabled, configured and unmasked on this
+/// CPU. Interrupts stay masked at the CPU; the caller unmasks them.
+pub fn init_cpu() {
+    let Ok(controller) = controller() else { return };
+    controller.init_cpu();
+    let mut cursor = None;
+    while let Some(descriptor) = TABLE.lock().next_after(cursor) {
+        cursor = Some(descriptor.number);
+        if !descriptor.per_cpu || !descriptor.enabled {
+            continue;
+        }
+        let configured = controller.set_trigger(descriptor.number, descriptor.trigger).and_then(|()| controller.enable(descriptor.number));
+        if let Err(error) = configured {
+            log::warn!("irq: CPU{} cannot enable per-CPU interrupt {}: {:?}", current_cpu(), descriptor.number, error);
+        }
+    }
+}
+
 fn request(descriptor: Descriptor) -> Result<(), RequestError> {
     let controller = controller()?;
     let number = descriptor.number;

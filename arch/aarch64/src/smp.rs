@@ -1,0 +1,112 @@
+//! Secondary-CPU bring-up through PSCI CPU_ON, and the per-CPU block TPIDR_EL1 points at on every CPU (logical id and MPIDR).
+
+use core::arch::asm;
+use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use hinoki_interface::{CpuStartError, SecondaryEntry};
+
+use crate::psci::{self, Conduit};
+
+/// Most CPUs brought up.
+pub const MAX_CPUS: usize = 8;
+
+/// What TPIDR_EL1 points at on each CPU.
+#[repr(C)]
+pub struct PerCpu {
+    /// Logical CPU id, dense from 0 (the boot CPU) in bring-up order.
+    pub id: AtomicU32,
+    /// The CPU's MPIDR_EL1.
+    pub mpidr: AtomicU64,
+}
+
+/// What a starting secondary CPU reads in `boot.rs` (x0 of CPU_ON's context id).
+#[repr(C)]
+pub struct SecondaryBoot {
+    /// The top of its stack (offset 0, read by the assembly).
+    stack_top: AtomicUsize,
+    /// The address of its [`PerCpu`] for TPIDR_EL1 (offset 8, read by the assembly).
+    per_cpu: AtomicUsize,
+    /// Its logical id.
+    cpu: AtomicU32,
+}
+
+static PER_CPU: [PerCpu; MAX_CPUS] = [const { PerCpu { id: AtomicU32::new(0), mpidr: AtomicU64::new(0) } }; MAX_CPUS];
+static SECONDARY_BOOT: [SecondaryBoot; MAX_CPUS] =
+    [const { SecondaryBoot { stack_top: AtomicUsize::new(0), per_cpu: AtomicUsize::new(0), cpu: AtomicU32::new(0) } }; MAX_CPUS];
+static SECONDARY_ENTRY: AtomicUsize = AtomicUsize::new(0);
+static ONLINE: AtomicU32 = AtomicU32::new(1);
+
+extern "C" {
+    /// The assembly entry in `boot.rs`.
+    fn hinoki_aarch64_secondary_start();
+}
+
+fn set_per_cpu_register(per_cpu: &'static PerCpu) {
+    // SAFETY: TPIDR_EL1 is a software register the kernel reserves for the per-CPU pointer;
+    // writing it affects nothing else.
+    unsafe { asm!("msr tpidr_el1, {}", in(reg) per_cpu as *const PerCpu as u64, options(nomem, nostack, preserves_flags)) };
+}
+
+/// The calling CPU's [`PerCpu`], once TPIDR_EL1 is set ([`init_boot_cpu`] or bring-up).
+pub fn this_cpu() -> Option<&'static PerCpu> {
+    let address: usize;
+    // SAFETY: reading TPIDR_EL1 has no side effects.
+    unsafe { asm!("mrs {}, tpidr_el1", out(reg) address, options(nomem, nostack, preserves_flags)) };
+    let offset = address.checked_sub(PER_CPU.as_ptr() as usize)?;
+    if offset % core::mem::size_of::<PerCpu>() != 0 {
+        return None;
+    }
+    PER_CPU.get(offset / core::mem::size_of::<PerCpu>())
+}
+
+/// Makes the calling (boot) CPU logical CPU 0: points TPIDR_EL1 at its block. Boards call
+/// it first thing.
+pub fn init_boot_cpu() {
+    PER_CPU[0].id.store(0, Ordering::Relaxed);
+    PER_CPU[0].mpidr.store(crate::cpu::multiprocessor_affinity(), Ordering::Relaxed);
+    set_per_cpu_register(&PER_CPU[0]);
+}
+
+/// CPUs running kernel code (the boot CPU and every secondary past its assembly entry).
+pub fn online_count() -> u32 {
+    ONLINE.load(Ordering::Acquire)
+}
+
+/// Starts logical CPU `cpu` (whose MPIDR is `mpidr`) with PSCI CPU_ON through `conduit`:
+/// it drops to EL1 like the boot CPU, takes the stack ending at `stack_top`, points
+/// TPIDR_EL1 at its [`PerCpu`] and calls `entry(cpu)`.
+///
+/// # Errors
+/// [`CpuStartError::InvalidCpu`] for CPU 0 or past [`MAX_CPUS`];
+/// [`CpuStartError::Firmware`] with PSCI's return code.
+pub fn start_cpu(conduit: Conduit, cpu: u32, mpidr: u64, stack_top: usize, entry: SecondaryEntry) -> Result<(), CpuStartError> {
+    let index = cpu as usize;
+    if cpu == 0 || index >= MAX_CPUS {
+        return Err(CpuStartError::InvalidCpu(cpu));
+    }
+    PER_CPU[index].id.store(cpu, Ordering::Relaxed);
+    PER_CPU[index].mpidr.store(mpidr, Ordering::Relaxed);
+    let boot = &SECONDARY_BOOT[index];
+    boot.stack_top.store(stack_top, Ordering::Relaxed);
+    boot.per_cpu.store(&PER_CPU[index] as *const PerCpu as usize, Ordering::Relaxed);
+    boot.cpu.store(cpu, Ordering::Relaxed);
+    SECONDARY_ENTRY.store(entry as usize, Ordering::Relaxed);
+    // The new CPU reads all of this with its MMU and caches off.
+    fence(Ordering::SeqCst);
+    let result = psci::call(conduit, psci::CPU_ON_64, mpidr, hinoki_aarch64_secondary_start as *const () as u64, boot as *const SecondaryBoot as u64);
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(CpuStartError::Firmware(result))
+    }
+}
+
+#[no_mangle]
+extern "C" fn hinoki_aarch64_secondary_entry(boot: &'static SecondaryBoot) -> ! {
+    ONLINE.fetch_add(1, Ordering::AcqRel);
+    let entry = SECONDARY_ENTRY.load(Ordering::Acquire);
+    // SAFETY: `start_cpu` stored a `SecondaryEntry` function pointer before starting this
+    // CPU, and it is the only value ever stored.
+    let entry: SecondaryEntry = unsafe { core::mem::transmute::<usize, SecondaryEntry>(entry) };
+    entry(boot.cpu.load(Ordering::Relaxed))
+}
