@@ -161,3 +161,143 @@ ktest!(fn priority_inheritance_bounds_an_inversion() {
     kassert!(!mutex.is_locked());
     Ok(())
 });
+
+ktest!(fn rwlock_readers_never_see_half_writes_and_counts_are_exact() {
+    let lock = Arc::new(super::RwLock::new((0usize, 0usize)));
+    let torn = Arc::new(AtomicUsize::new(0));
+    let (shared, shared_torn) = (lock.clone(), torn.clone());
+    run_threads(move |index| {
+        for round in 0..ROUNDS {
+            if index % 2 == 0 {
+                let mut guard = shared.write();
+                guard.0 += 1;
+                core::hint::black_box(&mut *guard);
+                guard.1 += 1;
+            } else {
+                let guard = shared.read();
+                if guard.0 != guard.1 {
+                    shared_torn.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if round % 10 == 0 {
+                sched::yield_now();
+            }
+        }
+    });
+    kassert_eq!(*lock.read(), (2 * ROUNDS, 2 * ROUNDS));
+    kassert_eq!(torn.load(Ordering::Relaxed), 0);
+    Ok(())
+});
+
+ktest!(fn rw_semaphore_readers_share_and_writers_exclude() {
+    let semaphore = Arc::new(super::RwSemaphore::new(0usize));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most_readers = Arc::new(AtomicUsize::new(0));
+    let writer_saw_readers = Arc::new(AtomicUsize::new(0));
+    let (shared, shared_inside, shared_most, shared_saw) = (semaphore.clone(), inside.clone(), most_readers.clone(), writer_saw_readers.clone());
+    run_threads(move |index| {
+        for _ in 0..20 {
+            if index == 0 {
+                let mut guard = shared.write();
+                shared_saw.fetch_add(shared_inside.load(Ordering::Acquire), Ordering::Relaxed);
+                sched::yield_now();
+                *guard += 1;
+                shared_saw.fetch_add(shared_inside.load(Ordering::Acquire), Ordering::Relaxed);
+            } else {
+                let guard = shared.read();
+                let now = shared_inside.fetch_add(1, Ordering::AcqRel) + 1;
+                shared_most.fetch_max(now, Ordering::AcqRel);
+                sched::yield_now();
+                core::hint::black_box(*guard);
+                shared_inside.fetch_sub(1, Ordering::AcqRel);
+            }
+            sched::yield_now();
+        }
+    });
+    kassert_eq!(*semaphore.read(), 20);
+    kassert_eq!(writer_saw_readers.load(Ordering::Relaxed), 0);
+    kassert!(most_readers.load(Ordering::Acquire) >= 2, "readers never held the semaphore together");
+    Ok(())
+});
+
+ktest!(fn seqcount_readers_retry_across_writers() {
+    let count = Arc::new(super::SeqCount::new());
+    let values = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (count, values, stop) = (count.clone(), values.clone(), stop.clone());
+        sched::spawn("ktest-seqwriter", move || {
+            let mut writes = 0;
+            while !stop.load(Ordering::Acquire) {
+                count.write_begin();
+                values.0.fetch_add(1, Ordering::Relaxed);
+                values.1.fetch_add(1, Ordering::Relaxed);
+                count.write_end();
+                writes += 1;
+                sched::yield_now();
+            }
+            writes
+        })
+        .expect("spawn")
+    };
+    let (mut retries, mut inconsistent_accepted) = (0, 0);
+    for _ in 0..50 {
+        loop {
+            let start = count.read_begin();
+            let first = values.0.load(Ordering::Relaxed);
+            sched::yield_now();
+            let second = values.1.load(Ordering::Relaxed);
+            if count.read_retry(start) {
+                retries += 1;
+                if retries >= 5 {
+                    // Enough overlaps seen: let the writer finish so a read can succeed.
+                    stop.store(true, Ordering::Release);
+                }
+                continue;
+            }
+            if first != second {
+                inconsistent_accepted += 1;
+            }
+            break;
+        }
+        if retries >= 5 {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Release);
+    let writes = writer.join();
+    kassert!(writes > 0);
+    kassert!(retries >= 1, "no read overlapped a write ({} writes)", writes);
+    kassert_eq!(inconsistent_accepted, 0);
+    Ok(())
+});
+
+ktest!(fn condition_variable_hands_over_every_item() {
+    let queue = Arc::new((Mutex::new(alloc::collections::VecDeque::new()), super::CondVar::new()));
+    let consumer = {
+        let queue = queue.clone();
+        sched::spawn("ktest-consumer", move || {
+            let (mutex, condvar) = (&queue.0, &queue.1);
+            let mut sum = 0;
+            let mut received = 0;
+            while received < 100 {
+                let mut guard = condvar.wait_while(mutex, mutex.lock(), |items| items.is_empty());
+                while let Some(item) = guard.pop_front() {
+                    sum += item;
+                    received += 1;
+                }
+            }
+            sum
+        })
+        .expect("spawn")
+    };
+    for item in 1..=100usize {
+        queue.0.lock().push_back(item);
+        queue.1.notify_one();
+        if item % 7 == 0 {
+            sched::yield_now();
+        }
+    }
+    kassert_eq!(consumer.join(), 5050);
+    Ok(())
+});
