@@ -25,24 +25,34 @@ ktest!(fn tsc_agrees_with_the_hpet() {
     let Some(base) = board().acpi().and_then(|acpi| acpi.hpet) else {
         return Ok(());
     };
-    // Measure 5 ms of TSC time against the HPET main counter again; the calibrated
-    // frequency must predict it within 10 %.
+    // Measure 10 ms of TSC time against the HPET main counter again; the calibrated
+    // frequency must predict it within 10 %. Under TCG on a busy host the vCPU can be
+    // descheduled between the two clocks' reads, so a single window can disagree through
+    // no fault of the calibration: the best of five windows must agree.
     let read = |offset: usize| {
         // SAFETY: `base` is the HPET from the ACPI table, identity-mapped; these reads
         // (capabilities, main counter) have no side effects.
         unsafe { core::ptr::read_volatile((base + offset) as *const u64) }
     };
     let period_femtoseconds = read(0) >> 32;
-    let hpet_start = read(0xf0);
-    let tsc_start = board().clock.nanoseconds();
-    let wanted = 5_000_000_000_000 / period_femtoseconds;
-    while read(0xf0).wrapping_sub(hpet_start) < wanted {
-        core::hint::spin_loop();
+    kassert!(period_femtoseconds > 0 && period_femtoseconds <= 100_000_000, "HPET period {} fs is out of spec", period_femtoseconds);
+    let wanted = 10_000_000_000_000 / period_femtoseconds;
+    let mut best = (u64::MAX, 0, 0);
+    for _ in 0..5 {
+        let hpet_start = read(0xf0);
+        let tsc_start = board().clock.nanoseconds();
+        while read(0xf0).wrapping_sub(hpet_start) < wanted {
+            core::hint::spin_loop();
+        }
+        let tsc_nanoseconds = board().clock.nanoseconds() - tsc_start;
+        let hpet_nanoseconds = (read(0xf0).wrapping_sub(hpet_start) as u128 * period_femtoseconds as u128 / 1_000_000) as u64;
+        let difference = tsc_nanoseconds.abs_diff(hpet_nanoseconds);
+        if difference < best.0 {
+            best = (difference, tsc_nanoseconds, hpet_nanoseconds);
+        }
     }
-    let hpet_nanoseconds = (read(0xf0).wrapping_sub(hpet_start) as u128 * period_femtoseconds as u128 / 1_000_000) as u64;
-    let tsc_nanoseconds = board().clock.nanoseconds() - tsc_start;
-    let difference = tsc_nanoseconds.abs_diff(hpet_nanoseconds);
-    kassert!(difference * 10 <= hpet_nanoseconds, "TSC measured {} ns, HPET {} ns", tsc_nanoseconds, hpet_nanoseconds);
+    let (difference, tsc_nanoseconds, hpet_nanoseconds) = best;
+    kassert!(difference * 10 <= hpet_nanoseconds, "best of 5 windows: TSC measured {} ns, HPET {} ns", tsc_nanoseconds, hpet_nanoseconds);
     kassert!(tsc::read() > 0);
     Ok(())
 });
