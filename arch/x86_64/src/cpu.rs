@@ -1,4 +1,4 @@
-//! CPU operations on x86_64: interrupt masking through RFLAGS.IF, HLT, PAUSE, the frame pointer, CPUID and the brand string.
+//! CPU operations on x86_64: the logical id from the per-CPU block, interrupt masking through RFLAGS.IF, HLT, PAUSE, the frame pointer, CPUID and the brand string.
 
 use core::arch::asm;
 use core::arch::x86_64::{CpuidResult, __cpuid};
@@ -17,6 +17,12 @@ pub struct X86Cpu {
 /// Runs CPUID `leaf` with sub-leaf 0.
 pub fn cpuid(leaf: u32) -> CpuidResult {
     __cpuid(leaf)
+}
+
+/// Whether a hypervisor runs this CPU (CPUID.01H:ECX[31]); its TSC is then synthesized
+/// (QEMU's TCG derives it from the host's invariant TSC).
+pub fn under_hypervisor() -> bool {
+    cpuid(1).ecx & (1 << 31) != 0
 }
 
 /// Reads RFLAGS.
@@ -69,7 +75,17 @@ impl Default for X86Cpu {
 
 impl Cpu for X86Cpu {
     fn current_id(&self) -> CpuId {
-        CpuId(0)
+        CpuId(crate::percpu::this_cpu().cpu_id())
+    }
+
+    fn online_count(&self) -> u32 {
+        crate::percpu::online_count()
+    }
+
+    fn idle(&self) {
+        // SAFETY: STI takes effect after the next instruction, so no interrupt can arrive
+        // between it and HLT: a wake-up after the caller's check still ends the HLT.
+        unsafe { asm!("sti", "hlt", options(nomem, nostack)) };
     }
 
     fn disable_interrupts(&self) -> InterruptState {

@@ -1,9 +1,10 @@
-//! Descriptor tables: the GDT with a 64-bit TSS (IST stack for double faults) and the 256-entry IDT.
+//! Descriptor tables: a GDT with a 64-bit TSS (IST stacks for double faults, NMIs and machine checks) per CPU, and the 256-entry IDT all CPUs share.
 
 use core::arch::asm;
 use core::cell::UnsafeCell;
 
 use crate::exception;
+use crate::percpu::MAX_CPUS;
 
 /// Kernel code segment selector (the same slot as in the boot GDT).
 pub const KERNEL_CODE_SELECTOR: u16 = 0x08;
@@ -76,11 +77,13 @@ impl Gate {
     }
 }
 
-/// Storage written once, on the boot CPU, before anything else reads it.
+/// Storage written before the CPU that uses it loads it: the IDT once on the boot CPU, each
+/// CPU's GDT and TSS slot by that CPU alone, before it loads them.
 struct BootCell<T>(UnsafeCell<T>);
 
-// SAFETY: the cells are written only by `initialize_boot_cpu`, which runs once on the boot
-// CPU before other CPUs or interrupts exist; afterwards the CPU reads them, software only reads.
+// SAFETY: the IDT is written only by `initialize_boot_cpu`, which runs once on the boot CPU
+// before other CPUs or interrupts exist; slot `n` of the per-CPU arrays is written only by
+// CPU `n` while it sets itself up. Afterwards the CPUs read them and software only reads.
 unsafe impl<T> Sync for BootCell<T> {}
 
 #[repr(C, align(16))]
@@ -89,7 +92,7 @@ struct InterruptStack([u8; INTERRUPT_STACK_SIZE]);
 static DOUBLE_FAULT_STACK: BootCell<InterruptStack> = BootCell(UnsafeCell::new(InterruptStack([0; INTERRUPT_STACK_SIZE])));
 static CRITICAL_STACK: BootCell<InterruptStack> = BootCell(UnsafeCell::new(InterruptStack([0; INTERRUPT_STACK_SIZE])));
 
-static TASK_STATE: BootCell<TaskStateSegment> = BootCell(UnsafeCell::new(TaskStateSegment {
+const EMPTY_TASK_STATE: TaskStateSegment = TaskStateSegment {
     reserved0: 0,
     privilege_stacks: [0; 3],
     reserved1: 0,
@@ -97,12 +100,17 @@ static TASK_STATE: BootCell<TaskStateSegment> = BootCell(UnsafeCell::new(TaskSta
     reserved2: 0,
     reserved3: 0,
     io_map_base: core::mem::size_of::<TaskStateSegment>() as u16,
-}));
+};
+
+static TASK_STATES: BootCell<[TaskStateSegment; MAX_CPUS]> = BootCell(UnsafeCell::new([EMPTY_TASK_STATE; MAX_CPUS]));
 
 /// Null, kernel code, kernel data, TSS (two slots).
-static GLOBAL_DESCRIPTORS: BootCell<[u64; 5]> = BootCell(UnsafeCell::new([0, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff, 0, 0]));
+const BOOT_DESCRIPTORS: [u64; 5] = [0, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff, 0, 0];
 
-/// Number of IDT gates: the 32 exceptions now, external interrupts later.
+/// One GDT per CPU: a TSS descriptor is marked busy when loaded, so CPUs cannot share one.
+static GLOBAL_DESCRIPTORS: BootCell<[[u64; 5]; MAX_CPUS]> = BootCell(UnsafeCell::new([BOOT_DESCRIPTORS; MAX_CPUS]));
+
+/// Number of IDT gates: the 32 exceptions and the 224 external interrupt vectors.
 pub const GATE_COUNT: usize = 256;
 
 #[repr(C, align(16))]
@@ -131,22 +139,38 @@ fn stack_top(stack: &BootCell<InterruptStack>) -> u64 {
     stack.0.get() as u64 + INTERRUPT_STACK_SIZE as u64
 }
 
-/// Installs the GDT (with the TSS and its IST stacks), the IDT for the CPU exceptions, and
-/// masks the legacy 8259 PICs. Runs once, on the boot CPU, before the board's entry.
+/// Size of each IST stack an application processor needs ([`initialize_application_processor`]).
+pub const APPLICATION_PROCESSOR_IST_SIZE: usize = INTERRUPT_STACK_SIZE;
+
+/// Fills CPU `cpu`'s TSS (IST stacks at the given tops) and GDT, then loads them.
+///
+/// # Safety
+/// Only CPU `cpu` may call this, once; the stack tops must be the exclusive ends of
+/// 16-byte-aligned stacks of [`APPLICATION_PROCESSOR_IST_SIZE`] bytes that live forever.
+unsafe fn install_cpu_descriptors(cpu: usize, double_fault_stack_top: u64, critical_stack_top: u64) {
+    // SAFETY: slot `cpu` belongs to the calling CPU alone (caller contract, BootCell's rule).
+    let descriptors = unsafe {
+        let task_state = &mut (*TASK_STATES.0.get())[cpu];
+        task_state.interrupt_stacks[(DOUBLE_FAULT_STACK_INDEX - 1) as usize] = double_fault_stack_top;
+        task_state.interrupt_stacks[(CRITICAL_STACK_INDEX - 1) as usize] = critical_stack_top;
+        let descriptors = &mut (*GLOBAL_DESCRIPTORS.0.get())[cpu];
+        let [low, high] = task_state_descriptor(task_state as *const TaskStateSegment as u64);
+        descriptors[3] = low;
+        descriptors[4] = high;
+        descriptors as *const [u64; 5] as u64
+    };
+    load_global_descriptors(descriptors);
+}
+
+/// Installs the boot CPU's GDT (with its TSS and IST stacks), the shared IDT with a gate for
+/// every vector, remaps and masks the legacy 8259 PICs, and points the GS base at CPU 0's
+/// per-CPU block. Runs once, on the boot CPU, before the board's entry.
 pub fn initialize_boot_cpu() {
     // SAFETY: runs once on the boot CPU with interrupts disabled and nothing else running,
     // so the exclusive accesses to the descriptor statics cannot race.
     unsafe {
-        let task_state = &mut *TASK_STATE.0.get();
-        task_state.interrupt_stacks[(DOUBLE_FAULT_STACK_INDEX - 1) as usize] = stack_top(&DOUBLE_FAULT_STACK);
-        task_state.interrupt_stacks[(CRITICAL_STACK_INDEX - 1) as usize] = stack_top(&CRITICAL_STACK);
-        let descriptors = &mut *GLOBAL_DESCRIPTORS.0.get();
-        let [low, high] = task_state_descriptor(TASK_STATE.0.get() as u64);
-        descriptors[3] = low;
-        descriptors[4] = high;
-
         let gates = &mut (*INTERRUPT_DESCRIPTORS.0.get()).0;
-        for (vector, gate) in gates.iter_mut().enumerate().take(exception::EXCEPTION_COUNT) {
+        for (vector, gate) in gates.iter_mut().enumerate() {
             let stack_index = match vector {
                 exception::DOUBLE_FAULT => DOUBLE_FAULT_STACK_INDEX,
                 exception::NON_MASKABLE_INTERRUPT | exception::MACHINE_CHECK => CRITICAL_STACK_INDEX,
@@ -154,14 +178,32 @@ pub fn initialize_boot_cpu() {
             };
             *gate = Gate::interrupt(exception::stub_address(vector), stack_index);
         }
+        install_cpu_descriptors(0, stack_top(&DOUBLE_FAULT_STACK), stack_top(&CRITICAL_STACK));
     }
-    load_global_descriptors();
     load_interrupt_descriptors();
-    mask_legacy_interrupt_controllers();
+    crate::pic::remap_and_mask();
+    crate::percpu::install(0, crate::apic::initial_apic_id());
 }
 
-fn load_global_descriptors() {
-    let pointer = DescriptorPointer { limit: (core::mem::size_of::<[u64; 5]>() - 1) as u16, base: GLOBAL_DESCRIPTORS.0.get() as u64 };
+/// Sets up application processor `cpu` (1 or more): its own GDT and TSS with IST stacks at
+/// the given tops, the shared IDT, and its per-CPU block (GS base) with `apic_id`.
+///
+/// # Safety
+/// Call once, on CPU `cpu` itself, with interrupts masked; the stack tops must be the
+/// exclusive ends of 16-byte-aligned, [`APPLICATION_PROCESSOR_IST_SIZE`]-byte stacks that
+/// live forever and that nothing else uses.
+pub unsafe fn initialize_application_processor(cpu: u32, apic_id: u32, double_fault_stack_top: u64, critical_stack_top: u64) -> bool {
+    if cpu == 0 || cpu as usize >= MAX_CPUS {
+        return false;
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { install_cpu_descriptors(cpu as usize, double_fault_stack_top, critical_stack_top) };
+    load_interrupt_descriptors();
+    crate::percpu::install(cpu, apic_id)
+}
+
+fn load_global_descriptors(table: u64) {
+    let pointer = DescriptorPointer { limit: (core::mem::size_of::<[u64; 5]>() - 1) as u16, base: table };
     // SAFETY: the GDT is a static that lives forever; its code and data descriptors match the
     // boot GDT's selectors, so reloading CS (far return) and the data segments keeps the same
     // flat 64-bit view, and the TSS descriptor points at a valid, available TSS.
@@ -189,18 +231,8 @@ fn load_global_descriptors() {
 fn load_interrupt_descriptors() {
     let pointer = DescriptorPointer { limit: (core::mem::size_of::<InterruptDescriptorTable>() - 1) as u16, base: INTERRUPT_DESCRIPTORS.0.get() as u64 };
     // SAFETY: the IDT is a static that lives forever and every present gate points at an
-    // exception stub in this crate.
+    // entry stub in this crate.
     unsafe { asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags)) };
-}
-
-/// Masks every line of both 8259 PICs, so firmware-programmed timer ticks never arrive on
-/// exception vectors once interrupts are enabled.
-fn mask_legacy_interrupt_controllers() {
-    // SAFETY: 0x21 and 0xa1 are the master and slave PIC data (mask) ports on every PC.
-    unsafe {
-        crate::port::write_u8(0x21, 0xff);
-        crate::port::write_u8(0xa1, 0xff);
-    }
 }
 
 /// Reads the IDT register: (base, limit).

@@ -1,7 +1,10 @@
-//! CPU exceptions: assembly entry stubs for vectors 0-31, the saved register frame, and a register dump for unexpected exceptions.
+//! Traps: assembly entry stubs for all 256 vectors, the saved register frame, a register dump for unexpected exceptions, and dispatch of vectors 32-255 to the board's interrupt handler.
 
-use core::arch::{asm, global_asm};
+use core::arch::asm;
+#[cfg(target_os = "none")]
+use core::arch::global_asm;
 use core::fmt;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Number of architecturally defined exception vectors.
 pub const EXCEPTION_COUNT: usize = 32;
@@ -71,89 +74,132 @@ pub struct TrapFrame {
 const _: () = assert!(core::mem::size_of::<TrapFrame>() == 22 * 8);
 
 // Vectors that push an error code: #DF 8, #TS 10, #NP 11, #SS 12, #GP 13, #PF 14, #AC 17,
-// #CP 21, #VC 29, #SX 30. The other stubs push a zero so the frame has one layout.
+// #CP 21, #VC 29, #SX 30. The other stubs push a zero so the frame has one layout. Every
+// one of the 256 stubs is STUB_SIZE bytes (`.org` fails the build if one grows), so a
+// vector's stub is at `hinoki_interrupt_stubs + vector * STUB_SIZE`.
 // The common path saves the general registers, builds a frame record [rbp, rip] so the
-// backtrace runs through the interrupted function, and calls the Rust handler with the
-// frame. If the handler returns, the registers are restored and `iretq` resumes.
+// backtrace runs through the interrupted function, and calls the Rust dispatcher with the
+// frame. When it returns, the registers are restored and `iretq` resumes.
 // Assembled only for the bare-metal target, so the host unit tests link without it.
 #[cfg(target_os = "none")]
 global_asm!(
     r#"
-    .macro EXCEPTION_STUB vector
+    .section .text.interrupt_stubs, "ax"
     .balign 16
-exception_stub_\vector:
-    .if (\vector == 8) || (\vector >= 10 && \vector <= 14) || (\vector == 17) || (\vector == 21) || (\vector == 29) || (\vector == 30)
+    .global hinoki_interrupt_stubs
+hinoki_interrupt_stubs:
+    .set vector, 0
+    .rept 256
+    .if (vector == 8) || (vector >= 10 && vector <= 14) || (vector == 17) || (vector == 21) || (vector == 29) || (vector == 30)
     .else
-    push    0
+    pushq   $0
     .endif
-    push    \vector
-    jmp     exception_common
-    .endm
-
-    .section .text.exception_stubs, "ax"
-    .irp vector, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-    EXCEPTION_STUB \vector
+    pushq   $vector
+    jmp     interrupt_common
+    .org hinoki_interrupt_stubs + (vector + 1) * 16
+    .set vector, vector + 1
     .endr
 
-exception_common:
-    push    rax
-    push    rbx
-    push    rcx
-    push    rdx
-    push    rsi
-    push    rdi
-    push    rbp
-    push    r8
-    push    r9
-    push    r10
-    push    r11
-    push    r12
-    push    r13
-    push    r14
-    push    r15
-    mov     rdi, rsp
-    push    qword ptr [rsp + 17 * 8]
-    push    rbp
-    mov     rbp, rsp
+interrupt_common:
+    pushq   %rax
+    pushq   %rbx
+    pushq   %rcx
+    pushq   %rdx
+    pushq   %rsi
+    pushq   %rdi
+    pushq   %rbp
+    pushq   %r8
+    pushq   %r9
+    pushq   %r10
+    pushq   %r11
+    pushq   %r12
+    pushq   %r13
+    pushq   %r14
+    pushq   %r15
+    movq    %rsp, %rdi
+    pushq   17 * 8(%rsp)
+    pushq   %rbp
+    movq    %rsp, %rbp
     cld
-    call    hinoki_x86_64_exception
-    add     rsp, 16
-    pop     r15
-    pop     r14
-    pop     r13
-    pop     r12
-    pop     r11
-    pop     r10
-    pop     r9
-    pop     r8
-    pop     rbp
-    pop     rdi
-    pop     rsi
-    pop     rdx
-    pop     rcx
-    pop     rbx
-    pop     rax
-    add     rsp, 16
+    call    hinoki_x86_64_trap
+    addq    $16, %rsp
+    popq    %r15
+    popq    %r14
+    popq    %r13
+    popq    %r12
+    popq    %r11
+    popq    %r10
+    popq    %r9
+    popq    %r8
+    popq    %rbp
+    popq    %rdi
+    popq    %rsi
+    popq    %rdx
+    popq    %rcx
+    popq    %rbx
+    popq    %rax
+    addq    $16, %rsp
     iretq
-
-    .section .rodata.exception_stubs, "a"
-    .balign 8
-    .global hinoki_exception_stub_table
-hinoki_exception_stub_table:
-    .irp vector, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-    .quad exception_stub_\vector
-    .endr
-"#
+"#,
+    options(att_syntax)
 );
 
+/// Bytes per entry stub.
+pub const STUB_SIZE: usize = 16;
+/// Number of IDT vectors, each with a stub.
+pub const VECTOR_COUNT: usize = 256;
+
+#[cfg(target_os = "none")]
 extern "C" {
-    static hinoki_exception_stub_table: [usize; EXCEPTION_COUNT];
+    static hinoki_interrupt_stubs: [u8; STUB_SIZE * VECTOR_COUNT];
 }
 
-/// Address of the entry stub for exception `vector` (0-31).
+/// Address of the entry stub for `vector` (0-255).
+#[cfg(target_os = "none")]
 pub fn stub_address(vector: usize) -> usize {
-    // SAFETY: the table is 32 initialized addresses in read-only data, emitted above.
-    unsafe { hinoki_exception_stub_table[vector] }
+    core::ptr::addr_of!(hinoki_interrupt_stubs) as usize + (vector % VECTOR_COUNT) * STUB_SIZE
+}
+
+/// Address of the entry stub for `vector` (host builds have no stubs).
+#[cfg(not(target_os = "none"))]
+pub fn stub_address(vector: usize) -> usize {
+    (vector % VECTOR_COUNT) * STUB_SIZE
+}
+
+/// Handles external interrupts (vectors 32-255): called with interrupts masked, with the
+/// vector recorded for [`crate::percpu::current_vector`].
+pub type InterruptHandler = fn(frame: &mut TrapFrame);
+
+/// Handles `#BP` (`int3`) and returns to the instruction after it.
+pub type BreakpointHandler = fn(frame: &mut TrapFrame);
+
+static INTERRUPT_HANDLER: AtomicUsize = AtomicUsize::new(0);
+static BREAKPOINT_HANDLER: AtomicUsize = AtomicUsize::new(0);
+static UNHANDLED_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+
+/// Installs the handler of vectors 32-255 (the board's, which calls the kernel's IRQ layer).
+pub fn set_interrupt_handler(handler: InterruptHandler) {
+    INTERRUPT_HANDLER.store(handler as usize, Ordering::Release);
+}
+
+/// Installs a handler for `#BP`; without one, `int3` is an unexpected exception.
+pub fn set_breakpoint_handler(handler: BreakpointHandler) {
+    BREAKPOINT_HANDLER.store(handler as usize, Ordering::Release);
+}
+
+/// External interrupts taken before a handler was installed (ignored).
+pub fn unhandled_interrupts() -> u64 {
+    UNHANDLED_INTERRUPTS.load(Ordering::Relaxed)
+}
+
+fn load_handler(slot: &AtomicUsize) -> Option<fn(&mut TrapFrame)> {
+    let handler = slot.load(Ordering::Acquire);
+    if handler == 0 {
+        return None;
+    }
+    // SAFETY: the only non-zero values ever stored are `fn(&mut TrapFrame)` pointers, written
+    // by `set_interrupt_handler` and `set_breakpoint_handler`.
+    Some(unsafe { core::mem::transmute::<usize, fn(&mut TrapFrame)>(handler) })
 }
 
 /// The mnemonic and name of exception `vector`.
@@ -248,8 +294,28 @@ impl fmt::Display for ExceptionReport<'_> {
     }
 }
 
+/// The dispatcher every stub calls: exceptions are reported (and fail the kernel), except
+/// `#BP` with a handler installed; vectors 32-255 go to the interrupt handler.
 #[no_mangle]
-extern "C" fn hinoki_x86_64_exception(frame: &mut TrapFrame) {
+extern "C" fn hinoki_x86_64_trap(frame: &mut TrapFrame) {
+    if frame.vector >= EXCEPTION_COUNT as u64 {
+        let entry_tsc = crate::tsc::read();
+        let previous = crate::percpu::enter_interrupt(frame.vector as u8, entry_tsc);
+        match load_handler(&INTERRUPT_HANDLER) {
+            Some(handler) => handler(frame),
+            None => {
+                UNHANDLED_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        crate::percpu::leave_interrupt(previous);
+        return;
+    }
+    if frame.vector == BREAKPOINT as u64 {
+        if let Some(handler) = load_handler(&BREAKPOINT_HANDLER) {
+            handler(frame);
+            return;
+        }
+    }
     let fault_address = fault_address();
     panic!("{}", ExceptionReport { frame, fault_address });
 }

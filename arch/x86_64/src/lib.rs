@@ -1,4 +1,4 @@
-//! Hinoki's x86_64 layer: PVH and multiboot2 entry, the long-mode trampoline, GDT/TSS/IDT, CPU operations, port I/O and the TSC clock.
+//! Hinoki's x86_64 layer: PVH and multiboot2 entry, the long-mode trampoline, GDT/TSS/IDT with 256 entry stubs, per-CPU data, the 8259 remap, local APIC access, HPET and TSC clocks, the application-processor trampoline, port I/O.
 //!
 //! Boards link this crate and name their Rust entry with [`entry_point!`]; the assembly in
 //! [`boot`] runs first (32-bit protected mode to long mode, stack, BSS, SSE), then the
@@ -9,23 +9,33 @@
 #[cfg(not(target_arch = "x86_64"))]
 compile_error!("hinoki-arch-x86_64 builds only for x86_64 targets");
 
+pub mod apic;
 pub mod boot;
 pub mod context;
 pub mod cpu;
+pub mod cpuinfo;
 pub mod descriptor;
 pub mod exception;
+pub mod hpet;
+pub mod msr;
+pub mod paging;
+pub mod percpu;
+pub mod pic;
 pub mod port;
 pub mod power;
+pub mod smp;
 pub mod tsc;
 
 pub use boot::BootProtocol;
 pub use cpu::X86Cpu;
+pub use hpet::Hpet;
 pub use tsc::Tsc;
 
 /// Names the board's Rust entry function, called on the boot CPU in long mode with the
 /// boot protocol that started the kernel (PVH `hvm_start_info` or multiboot2 information).
-/// Before the board runs, the GDT with its TSS, the IDT and the masked legacy PICs are set up,
-/// so every CPU exception is reported instead of triple-faulting.
+/// Before the board runs, the GDT with its TSS, the IDT, the remapped and masked legacy PICs
+/// and CPU 0's per-CPU block are set up, so every CPU exception is reported instead of
+/// triple-faulting.
 ///
 /// ```ignore
 /// hinoki_arch_x86_64::entry_point!(board_main);

@@ -11,13 +11,10 @@ const CALIBRATION_MICROSECONDS: u64 = 10_000;
 /// The PIT's input clock in Hz.
 pub const PIT_FREQUENCY_HZ: u64 = 1_193_182;
 
-const HPET_CAPABILITIES: usize = 0x000;
-const HPET_CONFIGURATION: usize = 0x010;
-const HPET_MAIN_COUNTER: usize = 0x0f0;
-const HPET_ENABLE: u64 = 1 << 0;
-const HPET_COUNTER_IS_64_BIT: u64 = 1 << 13;
-/// The HPET specification caps the tick period at 100 ns.
-const HPET_MAXIMUM_PERIOD_FEMTOSECONDS: u64 = 100_000_000;
+use crate::hpet::{
+    CAPABILITIES as HPET_CAPABILITIES, CONFIGURATION as HPET_CONFIGURATION, COUNTER_IS_64_BIT as HPET_COUNTER_IS_64_BIT, ENABLE as HPET_ENABLE,
+    MAIN_COUNTER as HPET_MAIN_COUNTER, MAXIMUM_PERIOD_FEMTOSECONDS as HPET_MAXIMUM_PERIOD_FEMTOSECONDS,
+};
 
 /// Reads the TSC, ordered after earlier loads by LFENCE.
 #[inline(always)]
@@ -120,6 +117,12 @@ pub fn calibrate_with_pit() -> Option<u64> {
     }
     let tsc_end = read();
     Some(frequency_from(tsc_end - tsc_start, count as u128 * 1_000_000_000_000_000 / PIT_FREQUENCY_HZ as u128))
+}
+
+/// Whether the TSC runs at a constant rate in every P-, C- and T-state (CPUID.80000007H:EDX[8]),
+/// which makes it usable as the clocksource.
+pub fn is_invariant() -> bool {
+    crate::cpu::cpuid(0x8000_0000).eax >= 0x8000_0007 && crate::cpu::cpuid(0x8000_0007).edx & (1 << 8) != 0
 }
 
 /// The nominal TSC frequency from CPUID leaf 0x16 (base MHz), if the CPU reports one.

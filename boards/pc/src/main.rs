@@ -1,19 +1,22 @@
-//! The pc board: PVH or multiboot2 boot information, ACPI discovery, COM1, the TSC and ACPI power control, then the kernel.
+//! The pc board: PVH or multiboot2 boot information, ACPI discovery, COM1, the TSC and HPET clocks, the APICs and SMP bring-up, ACPI power control, then the kernel.
 #![no_std]
 #![no_main]
 
 mod acpi_tables;
 mod boot_information;
 mod checks;
+mod interrupt_checks;
+mod interrupts;
 #[allow(dead_code)]
 mod memory_map;
+mod smp;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use acpi_tables::{AcpiSummary, Register};
 use boot_information::BootInformation;
-use hinoki_arch_x86_64::{port, power, BootProtocol, Tsc, X86Cpu};
-use hinoki_interface::{Clock, Console, ContextSwitch, Cpu, ExitStatus, MemoryKind, MemoryRegion, Platform};
+use hinoki_arch_x86_64::{port, power, tsc, BootProtocol, Hpet, Tsc, X86Cpu};
+use hinoki_interface::{Clock, ClockEvent, Console, ContextSwitch, Cpu, CpuStartError, ExitStatus, InterruptController, MemoryKind, MemoryRegion, Platform, SecondaryEntry};
 use hinoki_kernel::sync::Once;
 use ns16550::{Ns16550, RegisterAccess};
 
@@ -44,7 +47,13 @@ impl RegisterAccess for PortRegisters {
 struct Pc {
     console: Ns16550<PortRegisters>,
     cpu: X86Cpu,
+    /// The TSC (calibrated against the HPET or the PIT).
     clock: Tsc,
+    hpet: Option<Hpet>,
+    /// The clocksource: the TSC when it is invariant or synthesized by a hypervisor at a
+    /// constant rate (QEMU derives it from the host's), else the HPET; `clocksource=tsc` or
+    /// `clocksource=hpet` on the command line overrides the choice, as on Linux.
+    clocksource_is_tsc: bool,
     boot: BootInformation,
     acpi: Result<AcpiSummary, acpi::AcpiError>,
 }
@@ -76,7 +85,26 @@ impl Platform for Pc {
     }
 
     fn clock(&self) -> &dyn Clock {
-        &self.clock
+        match &self.hpet {
+            Some(hpet) if !self.clocksource_is_tsc => hpet,
+            _ => &self.clock,
+        }
+    }
+
+    fn interrupt_controller(&self) -> Option<&dyn InterruptController> {
+        interrupts::controller().map(|controller| controller as &dyn InterruptController)
+    }
+
+    fn clock_event(&self) -> Option<&dyn ClockEvent> {
+        interrupts::timer().map(|timer| timer as &dyn ClockEvent)
+    }
+
+    fn possible_cpus(&self) -> u32 {
+        smp::possible_cpus(self.acpi())
+    }
+
+    fn start_cpu(&self, cpu: u32, stack_top: usize, entry: SecondaryEntry) -> Result<(), CpuStartError> {
+        smp::start_cpu(self.acpi(), self.clock(), cpu, stack_top, entry)
     }
 
     fn memory_regions(&self, visit: &mut dyn FnMut(MemoryRegion)) {
@@ -173,12 +201,27 @@ fn board_main(protocol: BootProtocol) -> ! {
     let Some(clock) = (unsafe { Tsc::calibrate(hpet) }) else {
         early_failure(&console, format_args!("cannot calibrate the TSC: no HPET, PIT or CPUID frequency"));
     };
-    let board = BOARD.call_once(|| Pc { console, cpu: X86Cpu::new(), clock, boot, acpi });
+    // SAFETY: as for the calibration above; the HPET's main counter keeps running.
+    let hpet = hpet.and_then(|base| unsafe { Hpet::new(base) });
+    // Linux's `clocksource=` parameter overrides the choice.
+    let requested = boot.command_line().split_ascii_whitespace().find_map(|word| word.strip_prefix("clocksource="));
+    let clocksource_is_tsc = match requested {
+        Some("tsc") => true,
+        Some("hpet") => hpet.is_none(),
+        _ => tsc::is_invariant() || hinoki_arch_x86_64::cpu::under_hypervisor() || hpet.is_none(),
+    };
+    let board = BOARD.call_once(|| Pc { console, cpu: X86Cpu::new(), clock, hpet, clocksource_is_tsc, boot, acpi });
     hinoki_kernel::early_init(board);
     if image_start != memory_map::KERNEL_LOAD_ADDRESS {
         log::warn!("pc: loaded at {:#x}, linked for {:#x}", image_start, memory_map::KERNEL_LOAD_ADDRESS);
     }
     log_devices(board);
+    smp::record_cpu_info(0, hinoki_arch_x86_64::apic::initial_apic_id());
+    interrupts::start(board.acpi(), &board.cpu, board.clock(), board.clock.frequency_hz(), board.command_line());
+    smp::record_cpu_info(0, hinoki_arch_x86_64::apic::apic_id());
+    if let Err(error) = hinoki_kernel::fs::procfs::register("cpuinfo", smp::show_cpuinfo) {
+        log::warn!("pc: cannot register /proc/cpuinfo: {:?}", error);
+    }
     hinoki_kernel::kernel_main(board)
 }
 
@@ -188,7 +231,14 @@ fn log_devices(board: &Pc) {
     if board.boot.unmapped_ram > 0 {
         log::warn!("pc: {} MiB of RAM above the identity map left unused", board.boot.unmapped_ram >> 20);
     }
-    log::info!("pc: TSC calibrated against {:?}", board.clock.source());
+    log::info!(
+        "pc: TSC at {} kHz calibrated against {:?}, {}{}; clocksource {}",
+        board.clock.frequency_hz() / 1000,
+        board.clock.source(),
+        if tsc::is_invariant() { "invariant" } else { "not invariant" },
+        if hinoki_arch_x86_64::cpu::under_hypervisor() { ", under a hypervisor" } else { "" },
+        board.clock().name()
+    );
     match &board.acpi {
         Ok(summary) => acpi_tables::log_summary(summary),
         Err(error) => log::warn!("pc: no usable ACPI tables: {:?}", error),

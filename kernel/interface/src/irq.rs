@@ -45,6 +45,29 @@ pub enum IrqError {
     Unsupported,
 }
 
+/// Where the counts of a named `/proc/interrupts` row come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowSource {
+    /// The per-CPU counts of this interrupt number (zeros while nobody requested it).
+    Interrupt(u32),
+    /// The per-CPU spurious-interrupt counts.
+    Spurious,
+    /// The single total of errors: unrequested and spurious interrupts plus
+    /// [`InterruptController::extra_errors`]; printed as one count, like Linux's `ERR:`.
+    Errors,
+}
+
+/// A named row of `/proc/interrupts`, such as x86's `LOC: ... Local timer interrupts`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NamedRow {
+    /// The label before the colon, e.g. `"LOC"`.
+    pub label: &'static str,
+    /// The text after the counts, e.g. `"Local timer interrupts"`.
+    pub description: &'static str,
+    /// Where the counts come from.
+    pub source: RowSource,
+}
+
 /// An interrupt controller. Numbers are the controller's own (hardware IRQ numbers).
 pub trait InterruptController: Sync {
     /// Name shown in `/proc/interrupts`, e.g. `"GICv2"`, `"IO-APIC"`.
@@ -83,5 +106,31 @@ pub trait InterruptController: Sync {
     /// IPI. The IRQ layer uses it to tell IPIs from device interrupts.
     fn ipi_interrupt(&self, _ipi: u32) -> Option<u32> {
         None
+    }
+
+    /// The hardware number `/proc/interrupts` prints for `irq` (the I/O APIC input of an x86
+    /// IRQ after interrupt source overrides); the number itself by default.
+    fn hardware_irq(&self, irq: u32) -> u32 {
+        irq
+    }
+
+    /// The flow-handler name Linux prints after the hardware number (`4-edge`,
+    /// `9-fasteoi` on x86); `None` (the default) prints the trigger as `Level` or `Edge`.
+    fn flow_name(&self, _irq: u32, _trigger: Trigger) -> Option<&'static str> {
+        None
+    }
+
+    /// Named rows printed after the numbered ones, in this order, in Linux's per-arch style
+    /// (x86: `LOC`, `SPU`, `RES`, `CAL`, `TLB`, `ERR`). Interrupts a named row shows get no
+    /// numbered or `IPIn:` row. Empty (the default): IPIs print as `IPIn:` rows and errors as
+    /// `Err:`, as on arm64.
+    fn named_rows(&self) -> &[NamedRow] {
+        &[]
+    }
+
+    /// Errors the controller counted itself (x86 APIC error interrupts), added to the
+    /// error row.
+    fn extra_errors(&self) -> u64 {
+        0
     }
 }

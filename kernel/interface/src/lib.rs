@@ -19,7 +19,7 @@ pub use clock::{Clock, ClockEvent};
 pub use console::Console;
 pub use context::{ContextSwitch, SavedContext, ThreadEntry};
 pub use cpu::{Cpu, CpuId, CpuStartError, InterruptState, SecondaryEntry};
-pub use irq::{InterruptController, IpiTarget, IrqError, Trigger};
+pub use irq::{InterruptController, IpiTarget, IrqError, NamedRow, RowSource, Trigger};
 pub use memory::{MemoryKind, MemoryMap, MemoryMapFull, MemoryRegion, PhysicalAddress, VirtualAddress};
 pub use mmu::{MapError, Mmu, PageFlags};
 pub use platform::{ExitStatus, Platform};

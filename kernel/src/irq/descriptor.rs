@@ -168,6 +168,16 @@ impl DescriptorTable {
         self.spurious[cpu_slot(cpu)]
     }
 
+    /// Interrupts nobody requested.
+    pub fn unrequested(&self) -> u64 {
+        self.errors
+    }
+
+    /// Spurious interrupts per CPU.
+    pub fn spurious_counts(&self) -> [u64; MAX_CPUS] {
+        self.spurious
+    }
+
     /// Interrupts nobody requested, plus spurious ones on every CPU: Linux's `Err:` row.
     pub fn errors(&self) -> u64 {
         self.errors + self.spurious.iter().sum::<u64>()

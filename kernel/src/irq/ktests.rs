@@ -19,7 +19,7 @@ fn interrupt_platform() -> Option<&'static dyn hinoki_interface::Platform> {
 
 /// A fixed buffer `procfs::read` prints into.
 struct Buffer {
-    bytes: [u8; 2048],
+    bytes: [u8; 4096],
     length: usize,
 }
 
@@ -32,14 +32,22 @@ impl Write for Buffer {
     }
 }
 
-/// The count column of `cpu` in the `/proc/interrupts` row of `number`.
+/// The count column of `cpu` in the `/proc/interrupts` row of `number`: its numbered row,
+/// or the named row the controller shows it in (x86 `LOC:` for the local timer).
 fn proc_count(number: u32, cpu: usize) -> Option<u64> {
-    let mut buffer = Buffer { bytes: [0; 2048], length: 0 };
+    let mut buffer = Buffer { bytes: [0; 4096], length: 0 };
     crate::fs::procfs::read("/proc/interrupts", &mut buffer).ok()?;
     let text = core::str::from_utf8(&buffer.bytes[..buffer.length]).ok()?;
+    let named = crate::try_platform()
+        .and_then(|platform| platform.interrupt_controller())
+        .and_then(|controller| controller.named_rows().iter().find(|row| row.source == hinoki_interface::RowSource::Interrupt(number)).map(|row| row.label));
     text.lines().find_map(|line| {
         let (label, rest) = line.split_once(':')?;
-        if label.trim().parse::<u32>().ok()? != number {
+        let matches = match named {
+            Some(name) => label.trim() == name,
+            None => label.trim().parse::<u32>().ok()? == number,
+        };
+        if !matches {
             return None;
         }
         rest.split_ascii_whitespace().nth(cpu)?.parse().ok()

@@ -213,13 +213,12 @@ pub fn init() {
 }
 
 fn show_interrupts(out: &mut dyn core::fmt::Write) -> core::fmt::Result {
-    let controller_name = controller().map_or("none", |controller| controller.name());
     let online_cpus = crate::try_platform().map_or(1, |platform| platform.cpu().online_count() as usize);
     let (highest, errors) = {
         let table = TABLE.lock();
-        (table.highest_number(), table.errors())
+        (table.highest_number(), proc::ErrorCounts { unrequested: table.unrequested(), spurious: table.spurious_counts() })
     };
-    proc::show(out, controller_name, online_cpus, highest, errors, |after| TABLE.lock().next_after(after))
+    proc::show(out, controller().ok(), online_cpus, highest, errors, |after| TABLE.lock().next_after(after))
 }
 
 /// Sends `ipi` to `target`.

@@ -363,6 +363,11 @@ pub fn preempt_schedule_irq() {
 /// current task, wakes sleepers whose time has come and sets need-resched when the RR or
 /// fair slice is used up.
 pub fn scheduler_tick() {
+    // A CPU that has not joined the scheduler (a secondary CPU idling outside it) leaves
+    // sleepers and accounting to the CPUs that run tasks.
+    if !is_running() {
+        return;
+    }
     TICK_SEEN.store(true, Ordering::Relaxed);
     wake_expired_sleepers();
     let per_cpu = &CPUS[this_cpu()];
