@@ -1,6 +1,5 @@
 //! The kernel's VFS instance: the root file system (ramfs at `/`, procfs at `/proc`), mounting by type name, and `/proc/mounts` and `/proc/filesystems`.
 
-use alloc::string::String;
 use alloc::sync::Arc;
 use core::fmt::{self, Write};
 
@@ -86,7 +85,23 @@ pub fn mount(type_name: &str, source: &str, target: &str, read_only: bool) -> Re
     vfs.mount(source, target, file_system, read_only).map(|_| ())
 }
 
-/// The source names `mount` shows for a path (for messages).
-pub fn describe(target: &str) -> String {
-    String::from(target)
+/// Writes everything cached and unmounts every file system, innermost first; `poweroff`
+/// and `reboot` call it so nothing written is lost by a clean shutdown.
+pub fn shutdown() {
+    if let Some(vfs) = vfs() {
+        if let Err(error) = vfs.unmount_all() {
+            log::error!("vfs: flushing file systems at shutdown failed: {}", error);
+        }
+    }
+    if let Err(error) = super::page_cache::writeback(0) {
+        log::error!("page cache: write-back at shutdown failed: {}", error);
+    }
+}
+
+/// What a kernel thread calls periodically (every few seconds): writes pages dirty for
+/// longer than [`super::page_cache::DIRTY_EXPIRE_MILLISECONDS`] (Linux's flusher threads).
+pub fn periodic_writeback() {
+    if let Err(error) = super::page_cache::writeback(super::page_cache::DIRTY_EXPIRE_MILLISECONDS) {
+        log::warn!("page cache: periodic write-back failed: {}", error);
+    }
 }

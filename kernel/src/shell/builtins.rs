@@ -224,6 +224,7 @@ fn poweroff(arguments: &Arguments<'_>, out: &mut dyn Write) -> CommandResult {
     if arguments.len() > 1 {
         return Err(CommandError::Usage("poweroff"));
     }
+    crate::fs::root::shutdown();
     let _ = writeln!(out, "reboot: Power down");
     let platform = crate::platform();
     platform.console().flush();
@@ -234,6 +235,7 @@ fn reboot(arguments: &Arguments<'_>, out: &mut dyn Write) -> CommandResult {
     if arguments.len() > 1 {
         return Err(CommandError::Usage("reboot"));
     }
+    crate::fs::root::shutdown();
     let _ = writeln!(out, "reboot: Restarting system");
     let platform = crate::platform();
     platform.console().flush();

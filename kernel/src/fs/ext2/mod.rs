@@ -451,9 +451,10 @@ impl State {
             self.check_block(block, "mapped")?;
         }
         for index in indexes {
-            let mut table = self.read_block(block)?;
             let offset = index as usize * 4;
-            let next = table.u32_at(offset);
+            let mut pointer = [0u8; 4];
+            self.cache.read(u64::from(block) * self.geometry.block_size + offset as u64, &mut pointer)?;
+            let next = u32::from_le_bytes(pointer);
             if next != 0 {
                 block = self.check_block(next, "indirect-mapped")?;
                 continue;
@@ -461,11 +462,35 @@ impl State {
             if !allocate {
                 return Ok(None);
             }
+            let mut table = self.read_block(block)?;
             let fresh = self.allocate_block(goal)?;
             table.set_u32(offset, fresh);
             self.write_block(block, &table)?;
             inode.add_sectors(i64::from(self.geometry.sectors_per_block()));
             block = fresh;
+        }
+        Ok(Some(block))
+    }
+
+    /// Like [`Self::map_block`] without allocating, remembering the indirect blocks last
+    /// read at each level in `memo` (valid while the state lock is held).
+    fn lookup_block(&self, inode: &Inode, logical: u64, memo: &mut [Option<(u32, Vec<u8>)>; 3]) -> Result<Option<u32>> {
+        let (slot, indexes) = self.block_path(logical)?;
+        let mut block = inode.block_pointer(slot);
+        if block == 0 {
+            return Ok(None);
+        }
+        self.check_block(block, "mapped")?;
+        for (level, index) in indexes.iter().enumerate() {
+            if memo[level].as_ref().map(|(cached, _)| *cached) != Some(block) {
+                memo[level] = Some((block, self.read_block(block)?));
+            }
+            let table = &memo[level].as_ref().ok_or(Errno::EIO)?.1;
+            let next = table.u32_at(*index as usize * 4);
+            if next == 0 {
+                return Ok(None);
+            }
+            block = self.check_block(next, "indirect-mapped")?;
         }
         Ok(Some(block))
     }
@@ -556,15 +581,40 @@ impl State {
         let count = buffer.len().min((size - offset) as usize);
         let block_size = self.geometry.block_size;
         let mut done = 0;
+        // Runs of physically contiguous blocks are read with one page-cache call.
+        let mut run: Option<(u64, usize, usize)> = None;
+        let mut memo = [None, None, None];
         while done < count {
             let position = offset + done as u64;
             let within = (position % block_size) as usize;
             let chunk = (block_size as usize - within).min(count - done);
-            match self.map_block(inode, position / block_size, false)? {
-                Some(block) => self.cache.read(u64::from(block) * block_size + within as u64, &mut buffer[done..done + chunk])?,
-                None => buffer[done..done + chunk].fill(0),
+            match self.lookup_block(inode, position / block_size, &mut memo)? {
+                Some(block) => {
+                    let device_offset = u64::from(block) * block_size + within as u64;
+                    match &mut run {
+                        Some((start, buffer_start, length)) if *start + *length as u64 == device_offset => {
+                            let _ = buffer_start;
+                            *length += chunk;
+                        }
+                        _ => {
+                            if let Some((start, buffer_start, length)) = run.take() {
+                                self.cache.read(start, &mut buffer[buffer_start..buffer_start + length])?;
+                            }
+                            run = Some((device_offset, done, chunk));
+                        }
+                    }
+                }
+                None => {
+                    if let Some((start, buffer_start, length)) = run.take() {
+                        self.cache.read(start, &mut buffer[buffer_start..buffer_start + length])?;
+                    }
+                    buffer[done..done + chunk].fill(0);
+                }
             }
             done += chunk;
+        }
+        if let Some((start, buffer_start, length)) = run {
+            self.cache.read(start, &mut buffer[buffer_start..buffer_start + length])?;
         }
         Ok(count)
     }

@@ -231,6 +231,16 @@ fn writes_pass_e2fsck_and_debugfs_with_1k_blocks() {
 }
 
 #[test]
+fn writes_pass_e2fsck_and_debugfs_with_2k_blocks() {
+    writes_pass_e2fsck_and_debugfs(2048);
+}
+
+#[test]
+fn reads_mke2fs_tree_with_2k_blocks() {
+    reads_mke2fs_tree(2048);
+}
+
+#[test]
 fn writes_pass_e2fsck_and_debugfs_with_4k_blocks() {
     writes_pass_e2fsck_and_debugfs(4096);
 }

@@ -776,14 +776,21 @@ impl Vfs {
     /// Reads a whole file (a convenience for the shell and tests).
     pub fn read_to_end(&self, cwd: Option<Location>, path: &str) -> Result<Vec<u8>> {
         let file = self.open(cwd, path, OpenFlags::READ_ONLY, 0)?;
-        let mut contents = Vec::new();
-        let mut chunk = alloc::vec![0u8; 16384];
+        // Read straight into a buffer of the stated size (procfs states 0), then grow.
+        // One byte more than the stated size, so the end is seen without growing.
+        let expected = self.fstat(&file)?.size.min(64 << 20) as usize;
+        let mut contents = alloc::vec![0u8; expected.max(4095) + 1];
+        let mut filled = 0;
         loop {
-            let count = self.read(&file, &mut chunk)?;
+            if filled == contents.len() {
+                contents.resize(contents.len() * 2, 0);
+            }
+            let count = self.read(&file, &mut contents[filled..])?;
+            filled += count;
             if count == 0 {
+                contents.truncate(filled);
                 return Ok(contents);
             }
-            contents.extend_from_slice(&chunk[..count]);
         }
     }
 

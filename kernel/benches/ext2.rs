@@ -1,0 +1,97 @@
+//! Host benchmark of Hinoki's ext2 read path against the `ext4-view` crate, both reading the same `mke2fs` image from memory in the same run.
+//!
+//! Run: `cargo bench -p hinoki-kernel --bench ext2` (needs `mke2fs`). The image (4 KiB
+//! blocks) holds a 16 MiB file and 1000 files of 4 KiB. Hinoki reads through the VFS and
+//! the page cache over a RAM disk, cold (fresh mount and cache each iteration) and warm
+//! (pages cached); ext4-view reads the image bytes directly. Results: `docs/benchmarks-fs.md`.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use hinoki_kernel::block::RamDisk;
+use hinoki_kernel::fs::ext2::Ext2;
+use hinoki_kernel::fs::page_cache::PageCache;
+use hinoki_kernel::fs::vfs::Vfs;
+
+const LARGE: usize = 16 << 20;
+const SMALL_FILES: usize = 1000;
+const SMALL: usize = 4096;
+
+fn contents(length: usize, seed: u32) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..length)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
+}
+
+fn build_image() -> Vec<u8> {
+    let scratch = std::env::temp_dir().join(format!("hinoki-ext2-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let tree: PathBuf = scratch.join("tree");
+    std::fs::create_dir_all(tree.join("small")).unwrap();
+    std::fs::write(tree.join("large.bin"), contents(LARGE, 1)).unwrap();
+    for index in 0..SMALL_FILES {
+        std::fs::write(tree.join(format!("small/{index:04}")), contents(SMALL, index as u32 + 2)).unwrap();
+    }
+    let image = scratch.join("bench.ext2");
+    let status = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext2", "-b", "4096", "-d"])
+        .arg(&tree)
+        .arg(&image)
+        .arg("48M")
+        .env("MKE2FS_CONFIG", "/dev/null")
+        .status()
+        .expect("mke2fs is needed for this benchmark (apt-get install e2fsprogs)");
+    assert!(status.success());
+    let bytes = std::fs::read(&image).unwrap();
+    let _ = std::fs::remove_dir_all(&scratch);
+    bytes
+}
+
+fn mount(disk: &Arc<RamDisk>) -> Vfs {
+    let cache = PageCache::new(disk.clone(), 16384);
+    let ext2 = Ext2::mount(cache, true, || 0).expect("mount");
+    let vfs = Vfs::new();
+    vfs.mount("ram0", "/", ext2, true).unwrap();
+    vfs
+}
+
+fn benches(criterion: &mut Criterion) {
+    let image = build_image();
+    let disk = Arc::new(RamDisk::from_vec("ram0", 512, image.clone()));
+    let warm = mount(&disk);
+    let ext4 = ext4_view::Ext4::load(Box::new(image)).expect("ext4-view loads the image");
+    let small_paths: Vec<String> = (0..SMALL_FILES).map(|index| format!("/small/{index:04}")).collect();
+    assert_eq!(warm.read_to_end(None, "/large.bin").unwrap(), ext4.read("/large.bin").unwrap());
+
+    let mut group = criterion.benchmark_group("ext2_read_16MiB_file");
+    group.throughput(Throughput::Bytes(LARGE as u64)).sample_size(10).measurement_time(Duration::from_secs(3));
+    group.bench_function("hinoki_cold", |bencher| bencher.iter(|| black_box(mount(&disk).read_to_end(None, "/large.bin").unwrap().len())));
+    group.bench_function("hinoki_warm", |bencher| bencher.iter(|| black_box(warm.read_to_end(None, "/large.bin").unwrap().len())));
+    group.bench_function("ext4_view", |bencher| bencher.iter(|| black_box(ext4.read("/large.bin").unwrap().len())));
+    group.finish();
+
+    let mut group = criterion.benchmark_group("ext2_read_1000_small_files");
+    group.throughput(Throughput::Bytes((SMALL_FILES * SMALL) as u64)).sample_size(10).measurement_time(Duration::from_secs(3));
+    group.bench_function("hinoki_cold", |bencher| {
+        bencher.iter(|| {
+            let vfs = mount(&disk);
+            small_paths.iter().map(|path| vfs.read_to_end(None, path).unwrap().len()).sum::<usize>()
+        })
+    });
+    group.bench_function("hinoki_warm", |bencher| bencher.iter(|| small_paths.iter().map(|path| warm.read_to_end(None, path).unwrap().len()).sum::<usize>()));
+    group.bench_function("ext4_view", |bencher| bencher.iter(|| small_paths.iter().map(|path| ext4.read(path.as_str()).unwrap().len()).sum::<usize>()));
+    group.finish();
+}
+
+criterion_group!(ext2, benches);
+criterion_main!(ext2);
