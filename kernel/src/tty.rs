@@ -1,11 +1,11 @@
-//! Console input: the receive-interrupt handler moves bytes from the console into a ring the shell reads, so an idle shell sleeps; without a receive interrupt the console is polled.
+//! Console input: the receive-interrupt handler moves bytes from the console into a ring and wakes the readers, so an idle shell sleeps (in the scheduler's wait queue, or in WFI before the scheduler runs); without a receive interrupt the console is polled.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hinoki_interface::Trigger;
 
 use crate::irq::{self, RequestError};
-use crate::sync::IrqSpinLock;
+use crate::sync::{IrqSpinLock, WaitQueue};
 
 /// Bytes the ring holds.
 pub const INPUT_CAPACITY: usize = 256;
@@ -60,6 +60,7 @@ impl Default for InputRing {
 static INPUT: IrqSpinLock<InputRing> = IrqSpinLock::new(InputRing::new());
 static RECEIVE_INTERRUPT: AtomicBool = AtomicBool::new(false);
 static RECEIVE_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+static READERS: WaitQueue = WaitQueue::new();
 
 /// Requests the console's receive interrupt `number` (with the board's `trigger` and the
 /// device `name` for `/proc/interrupts`) and enables it at the device. From then on
@@ -86,10 +87,17 @@ pub fn receive_interrupts() -> u64 {
 fn handle_receive(_irq: u32) {
     RECEIVE_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
     let console = crate::platform().console();
-    let mut input = INPUT.lock();
-    // Draining the device's FIFO also clears its receive interrupt.
-    while let Some(byte) = console.read_byte() {
-        input.push(byte);
+    let mut received = false;
+    {
+        let mut input = INPUT.lock();
+        // Draining the device's FIFO also clears its receive interrupt.
+        while let Some(byte) = console.read_byte() {
+            input.push(byte);
+            received = true;
+        }
+    }
+    if received {
+        READERS.wake_up_all();
     }
 }
 
@@ -100,14 +108,25 @@ pub fn try_read_byte() -> Option<u8> {
     input.pop().or_else(|| crate::try_platform().and_then(|platform| platform.console().read_byte()))
 }
 
-/// Waits for one byte. With the receive interrupt on and interrupts enabled, the CPU idles
-/// between bytes (checking and going to sleep without a window in which a byte could be
-/// missed); otherwise it polls.
+/// Waits for one byte. With the receive interrupt on and interrupts enabled, the caller
+/// sleeps between bytes: in a wait queue the receive handler wakes, once the scheduler runs
+/// (other threads get the CPU), and before that in the CPU's idle state (checking and
+/// going to sleep without a window in which a byte could be missed). Otherwise it polls.
 pub fn read_byte() -> u8 {
     let platform = crate::platform();
     let cpu = platform.cpu();
     loop {
-        if RECEIVE_INTERRUPT.load(Ordering::Acquire) && cpu.interrupts_enabled() {
+        let interrupt_driven = RECEIVE_INTERRUPT.load(Ordering::Acquire) && cpu.interrupts_enabled();
+        if interrupt_driven && crate::sched::is_running() {
+            let mut received = None;
+            READERS.wait_event(|| {
+                received = try_read_byte();
+                received.is_some()
+            });
+            if let Some(byte) = received {
+                return byte;
+            }
+        } else if interrupt_driven {
             let state = cpu.disable_interrupts();
             if let Some(byte) = try_read_byte() {
                 cpu.restore_interrupts(state);
