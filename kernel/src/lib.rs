@@ -22,6 +22,7 @@ pub mod panic;
 pub mod printk;
 pub mod sched;
 pub mod shell;
+pub mod softirq;
 pub mod smp;
 pub mod sync;
 pub mod tick;
@@ -130,6 +131,10 @@ pub fn kernel_main(platform: &'static dyn Platform) -> ! {
     smp::init();
 
     sched::init();
+    if sched::is_running() {
+        softirq::init();
+    }
+    softirq::register_proc_files();
 
     let mode = boot_mode(platform.command_line());
     let name = if matches!(mode, BootMode::Test(_)) { "ktest" } else { "shell" };

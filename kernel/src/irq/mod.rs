@@ -166,6 +166,14 @@ pub fn spurious_count(cpu: usize) -> u64 {
 /// The IRQ entry: the arch crate's interrupt vector calls this with interrupts masked.
 /// Acknowledges one interrupt, counts it, runs its handler, ends it.
 pub fn handle_interrupt() {
+    crate::softirq::irq_enter();
+    dispatch_interrupt();
+    // Softirqs within their budget, then the preemption point: the tick or a wake-up may
+    // have asked for a reschedule; the interrupted task's registers are on its own stack.
+    crate::softirq::irq_exit();
+}
+
+fn dispatch_interrupt() {
     let Ok(controller) = controller() else { return };
     let cpu = current_cpu();
     let Some(number) = controller.acknowledge() else {
@@ -181,9 +189,6 @@ pub fn handle_interrupt() {
         }
     }
     controller.end_of_interrupt(number);
-    // The preemption point at interrupt exit: the tick or a wake-up may have asked for a
-    // reschedule; the interrupted task's registers are saved on its own stack.
-    crate::sched::preempt_schedule_irq();
 }
 
 static INITIALIZED: AtomicBool = AtomicBool::new(false);

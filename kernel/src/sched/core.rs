@@ -377,6 +377,10 @@ pub fn scheduler_tick() {
     if state.run_queue.tick(clock()) || (idle && state.run_queue.queued() > 0) {
         per_cpu.need_resched.store(true, Ordering::Release);
     }
+    drop(guard);
+    if this_cpu() == 0 {
+        super::proc::sample_load(clock());
+    }
 }
 
 /// Puts the calling task to sleep until the clock reaches `deadline` (nanoseconds since

@@ -9,8 +9,10 @@
 //! blocking call. The periodic tick calls [`scheduler_tick`].
 
 pub mod balance;
+pub mod commands;
 pub mod core;
 pub mod policy;
+pub mod proc;
 pub mod rt;
 pub mod runqueue;
 pub mod task;
@@ -53,6 +55,7 @@ static NEXT_ID: SpinLock<TaskId> = SpinLock::new(MAX_SCHED_CPUS as TaskId);
 /// `swapper/0`. Without context switching from the board, the kernel stays single-threaded.
 pub fn init() {
     let platform = crate::platform();
+    proc::register_proc_files();
     if self::core::init_cpu(platform.context_switch()) {
         log::info!("sched: scheduler running on CPU {} (RT FIFO/RR over {} levels, fair class, HZ={})", this_cpu(), policy::MAX_RT_PRIO, crate::tick::HZ);
     } else {
