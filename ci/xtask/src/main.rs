@@ -33,6 +33,15 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` when set (relative to the repository root
+/// if relative), `target/` otherwise. Every build product and report lives below it.
+pub fn target_directory() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(directory) => root().join(directory),
+        None => root().join("target"),
+    }
+}
+
 /// Parsed command-line options shared by the verbs.
 #[derive(Default, Debug)]
 pub struct Options {

@@ -281,7 +281,7 @@ pub fn run(options: &crate::Options) -> Result<(), String> {
     let mut built: BTreeMap<(String, bool), Result<(Board, Built), String>> = BTreeMap::new();
     let mut outcomes = Vec::new();
     let default_timeout = options.timeout.unwrap_or(60);
-    let logs = crate::root().join("target/hinoki/logs");
+    let logs = crate::target_directory().join("hinoki/logs");
     std::fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
     for config in &configs {
         for suite in matrix.suite.iter().filter(|suite| suite.applies_to(&config.board)) {
@@ -330,7 +330,7 @@ pub fn run(options: &crate::Options) -> Result<(), String> {
         }
     }
     print_matrix(&configs, &matrix.suite, &outcomes);
-    let report = crate::root().join("target/hinoki/test-report.json");
+    let report = crate::target_directory().join("hinoki/test-report.json");
     let json = serde_json::json!({
         "host_tests_passed": if options.no_host { None } else { Some(host_ok) },
         "seconds": started.elapsed().as_secs_f64(),
