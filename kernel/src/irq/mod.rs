@@ -298,9 +298,9 @@ pub fn call_function_single(cpu: u32, function: fn(usize) -> usize, argument: us
 fn handle_ipi(number: u32) {
     let Some(ipi) = descriptor(number).and_then(|descriptor| descriptor.ipi) else { return };
     match ipi {
-        // Taking the interrupt is the whole effect until there is a scheduler: the CPU
-        // leaves idle and returns to what it was doing.
-        Ipi::Reschedule => {}
+        // Linux's scheduler_ipi: mark this CPU; the preemption point at the end of
+        // `handle_interrupt` switches tasks (a CPU without a scheduler just leaves idle).
+        Ipi::Reschedule => crate::sched::set_need_resched(),
         Ipi::CallFunction => {
             let Some(slot) = CALL_QUEUE.get(current_cpu()) else { return };
             let mut pending = slot.lock();
