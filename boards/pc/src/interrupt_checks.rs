@@ -88,6 +88,8 @@ ktest!(fn proc_interrupts_shows_linux_x86_rows() {
     kassert!(has_row("CAL:", "Function call interrupts"));
     kassert!(has_row("TLB:", "TLB shootdowns"));
     kassert!(text.lines().any(|line| line.trim_start().starts_with("ERR:")));
+    let local_rows = text.lines().filter_map(|line| line.split_once(':')).filter_map(|(label, _)| label.trim().parse::<u32>().ok()).filter(|&number| number >= apic::vector::IPI_VECTOR_BASE as u32).count();
+    kassert_eq!(local_rows, 0);
     let columns = text.lines().next().map_or(0, |header| header.split_ascii_whitespace().count());
     kassert_eq!(columns, board().cpu.online_count() as usize);
     Ok(())

@@ -57,15 +57,18 @@ pub fn timer() -> Option<&'static LapicTimer<ArchLocalApic>> {
     TIMER.get()
 }
 
+/// Vectors 32-255: APIC errors are a system vector counted in `ERR` (as on Linux, not an
+/// IRQ of their own); everything else goes through the kernel's IRQ layer.
 fn trap_entry(_frame: &mut TrapFrame) {
-    hinoki_kernel::irq::handle_interrupt();
-}
-
-fn handle_apic_error(_irq: u32) {
-    if let Some(controller) = controller() {
-        let status = controller.take_error_status();
-        log::warn!("APIC error on CPU {}: ESR {:#x}", percpu::this_cpu().cpu_id(), status);
+    if percpu::current_vector() == ERROR_APIC_VECTOR {
+        if let Some(controller) = controller() {
+            let status = controller.take_error_status();
+            controller.end_of_interrupt(ERROR_APIC_VECTOR as u32);
+            log::warn!("APIC error on CPU {}: ESR {:#x}", percpu::this_cpu().cpu_id(), status);
+        }
+        return;
     }
+    hinoki_kernel::irq::handle_interrupt();
 }
 
 /// Marks the 2 MiB pages of the device registers uncached, before any CPU maps them.
@@ -138,9 +141,6 @@ pub fn start(acpi: Option<&AcpiSummary>, cpu: &'static X86Cpu, reference: &'stat
     }
     if let Err(error) = hinoki_kernel::irq::request_percpu_irq(TLB_SHOOTDOWN_VECTOR as u32, "TLB shootdowns", crate::smp::handle_tlb_shootdown, Trigger::EdgeRising) {
         log::warn!("pc: no TLB shootdown vector: {:?}", error);
-    }
-    if let Err(error) = hinoki_kernel::irq::request_percpu_irq(ERROR_APIC_VECTOR as u32, "APIC error", handle_apic_error, Trigger::EdgeRising) {
-        log::warn!("pc: APIC errors not reported: {:?}", error);
     }
     if let Err(error) = hinoki_kernel::tty::start_receive_interrupt(COM1_IRQ, Trigger::EdgeRising, COM1_DEVICE_NAME) {
         log::warn!("pc: console receive stays polled: {:?}", error);

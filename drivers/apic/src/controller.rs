@@ -209,8 +209,9 @@ impl<A: LocalApicAccess + 'static> InterruptController for Apic<A> {
 
     /// Software-enables the calling CPU's local APIC: every vector accepted, the timer,
     /// thermal, performance and LINT0 entries masked (devices come through the I/O APIC, not
-    /// the 8259), LINT1 as NMI, errors on [`vector::ERROR_APIC_VECTOR`] (masked until
-    /// requested), spurious interrupts on [`vector::SPURIOUS_APIC_VECTOR`].
+    /// the 8259), LINT1 as NMI, errors on [`vector::ERROR_APIC_VECTOR`] (a system vector the
+    /// board handles with [`Apic::take_error_status`], counted in `ERR`), spurious interrupts
+    /// on [`vector::SPURIOUS_APIC_VECTOR`].
     fn init_cpu(&self) {
         let local = self.local;
         local.write(local::TASK_PRIORITY, 0);
@@ -219,7 +220,7 @@ impl<A: LocalApicAccess + 'static> InterruptController for Apic<A> {
         local.write(local::LVT_PERFORMANCE, local::LVT_MASKED);
         local.write(local::LVT_LINT0, local::LVT_MASKED);
         local.write(local::LVT_LINT1, local::LVT_DELIVERY_NMI);
-        local.write(local::LVT_ERROR, vector::ERROR_APIC_VECTOR as u32 | local::LVT_MASKED);
+        local.write(local::LVT_ERROR, vector::ERROR_APIC_VECTOR as u32);
         local.write(local::SPURIOUS_INTERRUPT_VECTOR, vector::SPURIOUS_APIC_VECTOR as u32 | local::APIC_SOFTWARE_ENABLE);
         // The error status latches on a write; two clear anything from before.
         local.write(local::ERROR_STATUS, 0);
