@@ -98,6 +98,19 @@ pub fn shutdown() {
     }
 }
 
+/// Seconds between two runs of the write-back thread (Linux's `dirty_writeback_centisecs`).
+pub const WRITEBACK_INTERVAL_SECONDS: u64 = 5;
+
+/// Starts the `flush` kernel thread: every [`WRITEBACK_INTERVAL_SECONDS`] it writes the pages
+/// dirty for longer than [`super::page_cache::DIRTY_EXPIRE_MILLISECONDS`]. Needs the scheduler.
+pub fn start_writeback_thread() -> core::result::Result<(), crate::sched::SpawnError> {
+    crate::sched::spawn("flush", || loop {
+        crate::sched::sleep(core::time::Duration::from_secs(WRITEBACK_INTERVAL_SECONDS));
+        periodic_writeback();
+    })
+    .map(drop)
+}
+
 /// What a kernel thread calls periodically (every few seconds): writes pages dirty for
 /// longer than [`super::page_cache::DIRTY_EXPIRE_MILLISECONDS`] (Linux's flusher threads).
 pub fn periodic_writeback() {
