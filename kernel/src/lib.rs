@@ -125,6 +125,7 @@ pub fn kernel_main(platform: &'static dyn Platform) -> ! {
         Ok(()) => log::info!("mm: page allocator and slab caches ready"),
         Err(error) => log::error!("mm: cannot initialize memory management: {:?}", error),
     }
+    platform.paging_init();
     mm::register_proc_files();
     fs::procfs::register_core_files();
     irq::init();

@@ -40,6 +40,32 @@ global_asm!(
     b       exception_common
     .endm
 
+    // Synchronous exceptions from EL1 first check that the frame (and the FP/SIMD area
+    // below it) can be written where SP points: `at s1e1w` translates the lowest and the
+    // highest byte, with x0 parked in SP_EL0 (unused by the kernel, which runs on SP_EL1).
+    // A failed translation means SP ran into a guard page: the frame is built on this
+    // CPU's emergency stack instead (see `kernel_stack_overflow`).
+    .macro VECTOR_STACK_CHECKED index
+    .balign 0x80
+    msr     sp_el0, x0
+    sub     x0, sp, #(288 + 528)
+    at      s1e1w, x0
+    isb
+    mrs     x0, par_el1
+    tbnz    x0, #0, kernel_stack_overflow
+    mov     x0, sp
+    sub     x0, x0, #1
+    at      s1e1w, x0
+    isb
+    mrs     x0, par_el1
+    tbnz    x0, #0, kernel_stack_overflow
+    mrs     x0, sp_el0
+    sub     sp, sp, #288
+    stp     x0, x1, [sp, #0]
+    mov     x0, #\index
+    b       exception_common
+    .endm
+
     .section .text.vectors, "ax"
     .balign 0x800
     .global exception_vectors
@@ -48,7 +74,7 @@ exception_vectors:
     VECTOR 1
     VECTOR 2
     VECTOR 3
-    VECTOR 4
+    VECTOR_STACK_CHECKED 4
     VECTOR 5
     VECTOR 6
     VECTOR 7
@@ -60,6 +86,25 @@ exception_vectors:
     VECTOR 13
     VECTOR 14
     VECTOR 15
+
+    // SP points into a guard page. Keep the overflowed SP in SP_EL0 for the report (x0 is
+    // lost), move to this CPU's emergency stack (MPIDR Aff0 & 7 picks one of
+    // EMERGENCY_STACK_COUNT), and report it as slot 16.
+kernel_stack_overflow:
+    mov     x0, sp
+    msr     sp_el0, x0
+    adrp    x0, hinoki_emergency_stacks
+    add     x0, x0, :lo12:hinoki_emergency_stacks
+    mov     sp, x0
+    mrs     x0, mpidr_el1
+    and     x0, x0, #0x7
+    add     x0, x0, #1
+    lsl     x0, x0, #14
+    add     sp, sp, x0
+    sub     sp, sp, #288
+    stp     x0, x1, [sp, #0]
+    mov     x0, #16
+    b       exception_common
 
 exception_common:
     stp     x2, x3, [sp, #16]
@@ -157,14 +202,34 @@ exception_common:
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VectorSlot(pub u64);
 
+/// Size of each CPU's emergency stack (`1 << 14`, as the vector code computes it).
+pub const EMERGENCY_STACK_SIZE: usize = 16 * 1024;
+/// Number of emergency stacks (CPUs with MPIDR Aff0 0-7; higher ones share modulo 8).
+pub const EMERGENCY_STACK_COUNT: usize = 8;
+
+#[repr(C, align(16))]
+struct EmergencyStacks([[u8; EMERGENCY_STACK_SIZE]; EMERGENCY_STACK_COUNT]);
+
+/// Stacks a synchronous exception moves to when SP is in a guard page. Only the vector
+/// code touches them (through the symbol), never Rust code.
+#[export_name = "hinoki_emergency_stacks"]
+static mut EMERGENCY_STACKS: EmergencyStacks = EmergencyStacks([[0; EMERGENCY_STACK_SIZE]; EMERGENCY_STACK_COUNT]);
+
 impl VectorSlot {
+    /// The pseudo-slot of a synchronous exception taken with SP in a guard page.
+    pub const KERNEL_STACK_OVERFLOW: VectorSlot = VectorSlot(16);
+
     /// `"synchronous"`, `"IRQ"`, `"FIQ"` or `"SError"`.
     pub fn kind(self) -> &'static str {
         ["synchronous", "IRQ", "FIQ", "SError"][(self.0 % 4) as usize]
     }
 
-    /// `"EL1 with SP0"`, `"EL1"`, `"EL0 (AArch64)"` or `"EL0 (AArch32)"`.
+    /// `"EL1 with SP0"`, `"EL1"`, `"EL0 (AArch64)"` or `"EL0 (AArch32)"`; the stack-overflow
+    /// pseudo-slot reports `"EL1"`.
     pub fn origin(self) -> &'static str {
+        if self == Self::KERNEL_STACK_OVERFLOW {
+            return "EL1";
+        }
         ["EL1 with SP0", "EL1", "EL0 (AArch64)", "EL0 (AArch32)"][((self.0 / 4) % 4) as usize]
     }
 }
@@ -246,6 +311,9 @@ impl fmt::Display for ExceptionReport<'_> {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let frame = self.frame;
         let class = ExceptionClass::from_syndrome(frame.syndrome);
+        if self.slot == VectorSlot::KERNEL_STACK_OVERFLOW {
+            writeln!(formatter, "kernel stack overflow: sp {:#018x} ran into a guard page (x0 not saved)", frame.stack_pointer)?;
+        }
         write!(formatter, "unexpected {} exception from {}: ", self.slot.kind(), self.slot.origin())?;
         match class {
             ExceptionClass::DataAbort { .. } => {
@@ -294,6 +362,14 @@ pub fn set_interrupt_handler(handler: InterruptHandler) {
 #[no_mangle]
 extern "C" fn hinoki_aarch64_exception(frame: &mut TrapFrame, slot: u64) {
     let slot = VectorSlot(slot);
+    if slot == VectorSlot::KERNEL_STACK_OVERFLOW {
+        // The vector code parked the overflowed SP in SP_EL0; x0 was overwritten.
+        let overflowed: u64;
+        // SAFETY: reading SP_EL0 at EL1 (SPSel = 1) has no side effects.
+        unsafe { core::arch::asm!("mrs {}, sp_el0", out(reg) overflowed, options(nomem, nostack, preserves_flags)) };
+        frame.stack_pointer = overflowed;
+        frame.registers[0] = 0;
+    }
     if slot.kind() == "IRQ" {
         let handler = INTERRUPT_HANDLER.load(core::sync::atomic::Ordering::Acquire);
         if handler != 0 {

@@ -1,4 +1,4 @@
-//! Hinoki's aarch64 layer: boot entry, exceptions, CPU operations, the generic timer, the GICv3 CPU-interface registers, PSCI and semihosting.
+//! Hinoki's aarch64 layer: boot entry, exceptions, CPU operations, the MMU, the generic timer, the GICv3 CPU-interface registers, PSCI and semihosting.
 //!
 //! Boards link this crate and name their Rust entry with [`entry_point!`]; the assembly in
 //! [`boot`] runs first, drops to EL1, clears BSS, sets the stack and calls it.
@@ -14,6 +14,7 @@ pub mod cpu;
 pub mod exception;
 pub mod generic_timer;
 pub mod gic_cpu_interface;
+pub mod mmu;
 pub mod psci;
 pub mod semihosting;
 pub mod smp;

@@ -103,6 +103,8 @@ pub fn start_cpu(conduit: Conduit, cpu: u32, mpidr: u64, stack_top: usize, entry
 
 #[no_mangle]
 extern "C" fn hinoki_aarch64_secondary_entry(boot: &'static SecondaryBoot) -> ! {
+    // The boot CPU's page tables, caches and W^X, before touching shared data.
+    crate::mmu::enable_secondary();
     ONLINE.fetch_add(1, Ordering::AcqRel);
     let entry = SECONDARY_ENTRY.load(Ordering::Acquire);
     // SAFETY: `start_cpu` stored a `SecondaryEntry` function pointer before starting this

@@ -174,6 +174,11 @@ pub fn initialize_boot_cpu() {
             let stack_index = match vector {
                 exception::DOUBLE_FAULT => DOUBLE_FAULT_STACK_INDEX,
                 exception::NON_MASKABLE_INTERRUPT | exception::MACHINE_CHECK => CRITICAL_STACK_INDEX,
+                // Page faults share the double-fault stack, so a kernel-stack overflow into
+                // a guard page is reported from a good stack. Every page fault is fatal in
+                // the kernel today; with demand paging, #PF moves back to the thread's stack
+                // and overflow detection to #DF.
+                exception::PAGE_FAULT => DOUBLE_FAULT_STACK_INDEX,
                 _ => 0,
             };
             *gate = Gate::interrupt(exception::stub_address(vector), stack_index);

@@ -264,6 +264,17 @@ pub fn fault_address() -> u64 {
     value
 }
 
+/// The guard page a supervisor page fault hit, if it looks like a kernel-stack overflow:
+/// a not-present fault within the 4 KiB below or the 64 KiB above the stack pointer
+/// (pushes and calls fault just below RSP; a large frame may move RSP into the guard
+/// first). Page faults run on their own IST stack, so this is reported, not re-faulted.
+pub fn stack_overflow_guard(frame: &TrapFrame, fault_address: u64) -> Option<u64> {
+    const PAGE_SIZE: u64 = 4096;
+    let supervisor_not_present = frame.error_code & 0b101 == 0;
+    let near_stack_pointer = fault_address.wrapping_sub(frame.rsp.wrapping_sub(PAGE_SIZE)) < PAGE_SIZE + 64 * 1024;
+    (frame.vector == PAGE_FAULT as u64 && supervisor_not_present && near_stack_pointer).then_some(fault_address & !(PAGE_SIZE - 1))
+}
+
 /// A human-readable report of an exception: the cause and a full register dump.
 pub struct ExceptionReport<'a> {
     /// The saved registers.
@@ -276,6 +287,9 @@ impl fmt::Display for ExceptionReport<'_> {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let frame = self.frame;
         let (mnemonic, name) = exception_name(frame.vector);
+        if let Some(guard) = stack_overflow_guard(frame, self.fault_address) {
+            writeln!(formatter, "kernel stack overflow: rsp {:#018x} ran into the guard page at {:#018x}", frame.rsp, guard)?;
+        }
         write!(formatter, "unexpected exception {} {} (vector {})", mnemonic, name, frame.vector)?;
         if frame.vector == PAGE_FAULT as u64 {
             write!(formatter, " at address {:#018x}: {}", self.fault_address, PageFaultCode(frame.error_code))?;
@@ -331,6 +345,35 @@ mod tests {
         assert_eq!(format!("{}", PageFaultCode(0b0010)), "page not present, write, supervisor mode");
         assert_eq!(format!("{}", PageFaultCode(0b1_0001)), "protection violation, instruction fetch, supervisor mode");
         assert_eq!(format!("{}", PageFaultCode(0b1100)), "page not present, read, user mode, reserved bit set");
+    }
+
+    fn page_fault(error_code: u64, rsp: u64) -> TrapFrame {
+        let mut frame: TrapFrame = zeroed_frame();
+        frame.vector = PAGE_FAULT as u64;
+        frame.error_code = error_code;
+        frame.rsp = rsp;
+        frame
+    }
+
+    fn zeroed_frame() -> TrapFrame {
+        TrapFrame {
+            r15: 0, r14: 0, r13: 0, r12: 0, r11: 0, r10: 0, r9: 0, r8: 0, rbp: 0, rdi: 0, rsi: 0, rdx: 0, rcx: 0, rbx: 0, rax: 0,
+            vector: 0, error_code: 0, rip: 0, cs: 0, rflags: 0, rsp: 0, ss: 0,
+        }
+    }
+
+    #[test]
+    fn stack_overflows_are_told_from_other_page_faults() {
+        // A push just below RSP into a not-present page.
+        assert_eq!(stack_overflow_guard(&page_fault(0b010, 0x20_1008), 0x20_1000), Some(0x20_1000));
+        assert_eq!(stack_overflow_guard(&page_fault(0b010, 0x20_2000), 0x20_1ff8), Some(0x20_1000));
+        // RSP already inside the guard page.
+        assert_eq!(stack_overflow_guard(&page_fault(0b010, 0x20_1800), 0x20_1900), Some(0x20_1000));
+        // A write to read-only memory, a user fault, or an address far from RSP: no.
+        assert_eq!(stack_overflow_guard(&page_fault(0b011, 0x20_2000), 0x20_1ff8), None);
+        assert_eq!(stack_overflow_guard(&page_fault(0b110, 0x20_2000), 0x20_1ff8), None);
+        assert_eq!(stack_overflow_guard(&page_fault(0b010, 0x20_2000), 0x4000_0000), None);
+        assert_eq!(stack_overflow_guard(&page_fault(0b010, 0x20_2000), 0x10_0000), None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Hinoki's x86_64 layer: PVH and multiboot2 entry, the long-mode trampoline, GDT/TSS/IDT with 256 entry stubs, per-CPU data, the 8259 remap, local APIC access, HPET and TSC clocks, the application-processor trampoline, port I/O.
+//! Hinoki's x86_64 layer: PVH and multiboot2 entry, the long-mode trampoline, GDT/TSS/IDT with 256 entry stubs, per-CPU data, the 8259 remap, local APIC access, the kernel's page tables, HPET and TSC clocks, the application-processor trampoline, port I/O.
 //!
 //! Boards link this crate and name their Rust entry with [`entry_point!`]; the assembly in
 //! [`boot`] runs first (32-bit protected mode to long mode, stack, BSS, SSE), then the
@@ -17,6 +17,7 @@ pub mod cpuinfo;
 pub mod descriptor;
 pub mod exception;
 pub mod hpet;
+pub mod mmu;
 pub mod msr;
 pub mod paging;
 pub mod percpu;

@@ -6,8 +6,9 @@ use apic::timer::TimerKind;
 use apic::vector::LOCAL_TIMER_VECTOR;
 use hinoki_arch_x86_64::exception::{self, TrapFrame};
 use hinoki_arch_x86_64::{apic as local_apic, paging, percpu, pic, tsc};
-use hinoki_interface::{Clock, Cpu, InterruptController, IpiTarget, Platform};
+use hinoki_interface::{Clock, Cpu, InterruptController, IpiTarget, Platform, VirtualAddress};
 use hinoki_kernel::irq::{self, Ipi};
+use hinoki_kernel::mm::paging::kernel_map::KERNEL_DATA;
 use hinoki_kernel::mm::{self, AllocFlags};
 use hinoki_kernel::{kassert, kassert_eq, ktest};
 
@@ -134,55 +135,55 @@ ktest!(fn ipis_reach_each_cpu_and_call_function_returns_its_result() {
     Ok(())
 });
 
-/// The virtual address whose 2 MiB mapping the TLB test swaps: far above RAM, inside the
-/// 64 GiB identity map.
+/// The virtual address whose mapping the TLB test changes: far above RAM, in the kernel's
+/// address space.
 const TEST_ADDRESS: u64 = 60 << 30;
-const LARGE_PAGE_ORDER: u32 = 9;
 
 fn read_test_word(_argument: usize) -> usize {
-    // SAFETY: TEST_ADDRESS is mapped (2 MiB page) while the TLB test runs; reading it has no
+    // SAFETY: TEST_ADDRESS is mapped (one page) while the TLB test runs; reading it has no
     // side effects.
     unsafe { core::ptr::read_volatile(TEST_ADDRESS as *const u64) as usize }
 }
 
 ktest!(fn tlb_shootdown_makes_a_changed_mapping_visible_on_every_cpu() {
     let online = board().cpu.online_count();
-    let (Ok(first), Ok(second)) = (mm::alloc_pages(LARGE_PAGE_ORDER, AllocFlags::NONE), mm::alloc_pages(LARGE_PAGE_ORDER, AllocFlags::NONE)) else {
-        kassert!(false, "no 2 MiB blocks for the test");
+    let Some(mmu) = hinoki_kernel::platform().mmu() else {
+        kassert!(false, "no MMU");
         return Ok(());
     };
-    kassert!(first.0 % (2 << 20) == 0 && second.0 % (2 << 20) == 0, "buddy blocks of order 9 are 2 MiB aligned");
-    // SAFETY: both blocks were just allocated for this test and are identity-mapped.
+    let space = mmu.kernel_space();
+    let (Ok(first), Ok(second)) = (mm::alloc_pages(0, AllocFlags::NONE), mm::alloc_pages(0, AllocFlags::NONE)) else {
+        kassert!(false, "no pages for the test");
+        return Ok(());
+    };
+    // SAFETY: both pages were just allocated for this test and are identity-mapped.
     unsafe {
         core::ptr::write_volatile(first.0 as *mut u64, 0x1111);
         core::ptr::write_volatile(second.0 as *mut u64, 0x2222);
     }
-    // SAFETY: nothing uses the 2 MiB at TEST_ADDRESS (above RAM); the blocks belong to the test.
-    let original = unsafe { paging::replace_large_page(TEST_ADDRESS, first.0) };
-    kassert!(original.is_ok(), "cannot remap the test address: {:?}", original);
-    let original = original.unwrap_or(0);
+    let test_page = VirtualAddress(TEST_ADDRESS as usize);
+    let mapped = mmu.map(space, test_page, first, 4096, KERNEL_DATA);
     let mut outcome = Ok(());
     for cpu in 0..online {
         if irq::call_function_single(cpu, read_test_word, 0) != Ok(0x1111) {
             outcome = Err(cpu);
         }
     }
-    // SAFETY: as above.
-    let swapped = unsafe { paging::replace_large_page(TEST_ADDRESS, second.0) };
-    let flushed = smp::flush_tlb_all_cpus(Some(TEST_ADDRESS));
+    // Every CPU now caches the translation to `first`. Changing the mapping through the MMU
+    // shoots it down everywhere (the shootdown this board registered).
+    let changed = mmu.unmap(space, test_page, 4096).and_then(|()| mmu.map(space, test_page, second, 4096, KERNEL_DATA));
     let mut seen = [0usize; percpu::MAX_CPUS];
     for cpu in 0..online {
         seen[cpu as usize] = irq::call_function_single(cpu, read_test_word, 0).unwrap_or(0);
     }
-    // SAFETY: puts back the identity mapping saved above, then flushes it everywhere.
-    let restored = unsafe { paging::restore_large_page(TEST_ADDRESS, original) };
-    let flushed_again = smp::flush_tlb_all_cpus(Some(TEST_ADDRESS));
-    let _ = mm::free_pages(first, LARGE_PAGE_ORDER);
-    let _ = mm::free_pages(second, LARGE_PAGE_ORDER);
+    let removed = mmu.unmap(space, test_page, 4096);
+    let flushed = smp::flush_tlb_all_cpus(Some(TEST_ADDRESS));
+    let _ = mm::free_pages(first, 0);
+    let _ = mm::free_pages(second, 0);
+    kassert_eq!(mapped, Ok(()));
     kassert_eq!(outcome, Ok(()));
-    kassert!(swapped.is_ok() && restored.is_ok());
+    kassert!(changed.is_ok() && removed.is_ok());
     kassert_eq!(flushed, Ok(online - 1));
-    kassert_eq!(flushed_again, Ok(online - 1));
     for (cpu, &value) in seen.iter().enumerate().take(online as usize) {
         kassert!(value == 0x2222, "CPU {} still sees {:#x} after the shootdown", cpu, value);
     }

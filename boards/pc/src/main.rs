@@ -15,8 +15,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use acpi_tables::{AcpiSummary, Register};
 use boot_information::BootInformation;
+use hinoki_arch_x86_64::mmu::{self as kernel_mmu, X86Mmu};
 use hinoki_arch_x86_64::{port, power, tsc, BootProtocol, Hpet, Tsc, X86Cpu};
-use hinoki_interface::{Clock, ClockEvent, Console, ContextSwitch, Cpu, CpuStartError, ExitStatus, InterruptController, MemoryKind, MemoryRegion, Platform, SecondaryEntry};
+use hinoki_interface::{Clock, ClockEvent, Console, ContextSwitch, Cpu, CpuStartError, ExitStatus, InterruptController, MemoryKind, MemoryRegion, Mmu, Platform, SecondaryEntry};
 use hinoki_kernel::sync::Once;
 use ns16550::{Ns16550, RegisterAccess};
 
@@ -59,6 +60,7 @@ struct Pc {
 }
 
 static BOARD: Once<Pc> = Once::new();
+static MMU: Once<X86Mmu> = Once::new();
 static EXITING: AtomicBool = AtomicBool::new(false);
 
 impl Pc {
@@ -109,6 +111,20 @@ impl Platform for Pc {
 
     fn memory_regions(&self, visit: &mut dyn FnMut(MemoryRegion)) {
         self.boot.memory.for_each(visit);
+    }
+
+    fn mmu(&self) -> Option<&dyn Mmu> {
+        MMU.get().map(|mmu| mmu as &dyn Mmu)
+    }
+
+    fn paging_init(&self) {
+        match kernel_mmu::paging_init(self) {
+            Ok(mmu) => {
+                MMU.call_once(|| mmu);
+                kernel_mmu::set_tlb_shootdown(smp::shootdown_range);
+            }
+            Err(error) => log::error!("pc: cannot build the kernel page tables, the boot identity map stays: {:?}", error),
+        }
     }
 
     fn dma32_zone(&self) -> bool {
@@ -188,7 +204,8 @@ fn board_main(protocol: BootProtocol) -> ! {
     let reserved = boot
         .memory
         .reserve(0, memory_map::LOW_MEMORY_SIZE, MemoryKind::Reserved)
-        .and_then(|()| boot.memory.reserve(image_start, image_size, MemoryKind::KernelImage));
+        .and_then(|()| boot.memory.reserve(image_start, image_size, MemoryKind::KernelImage))
+        .and_then(|()| boot.memory.reserve(memory_map::CHIPSET_MMIO_START, memory_map::CHIPSET_MMIO_END - memory_map::CHIPSET_MMIO_START, MemoryKind::Mmio));
     if reserved.is_err() {
         early_failure(&console, format_args!("memory map full"));
     }

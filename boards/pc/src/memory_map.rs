@@ -14,3 +14,8 @@ pub const DEBUG_EXIT_PORT: u16 = 0xf4;
 pub const Q35_PM1A_CONTROL_PORT: u16 = 0x604;
 /// PM1a control port of QEMU's PIIX4 (pc), used when the FADT cannot be read.
 pub const PIIX4_PM1A_CONTROL_PORT: u16 = 0xb004;
+/// The chipset's device window below 4 GiB: IOAPIC (0xFEC0_0000), HPET (0xFED0_0000),
+/// local APIC (0xFEE0_0000) and the firmware flash, reported as MMIO (mapped uncached).
+pub const CHIPSET_MMIO_START: u64 = 0xfec0_0000;
+/// One past the chipset's device window.
+pub const CHIPSET_MMIO_END: u64 = 0x1_0000_0000;

@@ -9,7 +9,8 @@ use hinoki_arch_x86_64::cpuinfo::CpuInfo;
 use hinoki_arch_x86_64::descriptor::{self, APPLICATION_PROCESSOR_IST_SIZE};
 use hinoki_arch_x86_64::percpu::MAX_CPUS;
 use hinoki_arch_x86_64::{apic as local_apic, paging, smp};
-use hinoki_interface::{Clock, CpuStartError, IpiTarget, SecondaryEntry};
+use hinoki_interface::{Clock, CpuStartError, IpiTarget, SecondaryEntry, VirtualAddress};
+use hinoki_kernel::mm::paging::kernel_map::{KERNEL_DATA, KERNEL_TEXT};
 use hinoki_kernel::mm::{self, AllocFlags};
 use hinoki_kernel::sync::{IrqSpinLock, SpinLock};
 
@@ -86,10 +87,20 @@ pub fn start_cpu(acpi: Option<&AcpiSummary>, clock: &dyn Clock, cpu: u32, stack_
     ENTRIES[cpu as usize].store(entry as usize, Ordering::Release);
     let (cr0, cr3, cr4, efer) = smp::boot_cpu_state();
     let data = smp::TrampolineData { cr3, cr4, cr0, efer, stack_top: stack_top as u64, entry: application_processor_entry as *const () as u64, cpu: cpu as u64 };
+    // The kernel's page tables keep the first MiB read-write and no-execute: open the
+    // trampoline page for the copy, then make it read-execute for the processor that runs it.
+    let trampoline_page = VirtualAddress(smp::TRAMPOLINE_ADDRESS);
+    let mmu = hinoki_kernel::platform().mmu();
+    if let Some(mmu) = mmu {
+        mmu.protect(mmu.kernel_space(), trampoline_page, PAGE_SIZE, KERNEL_DATA).map_err(|_| CpuStartError::Unsupported)?;
+    }
     // SAFETY: the trampoline page is in the first MiB, which the board keeps out of the
     // page allocator; the kernel starts CPUs one at a time and waits for each to report
     // itself, so no CPU runs the trampoline now.
     unsafe { smp::install_trampoline(&data) };
+    if let Some(mmu) = mmu {
+        mmu.protect(mmu.kernel_space(), trampoline_page, PAGE_SIZE, KERNEL_TEXT).map_err(|_| CpuStartError::Unsupported)?;
+    }
     send_init_startup(apic_id, clock);
     Ok(())
 }
@@ -181,6 +192,17 @@ pub fn flush_tlb_all_cpus(address: Option<u64>) -> Result<u32, ShootdownError> {
         core::hint::spin_loop();
     }
     Ok(others)
+}
+
+/// The shootdown the kernel's MMU runs after changing a mapping (registered with
+/// `hinoki_arch_x86_64::mmu::set_tlb_shootdown`): one page by INVLPG, more by CR3 reload.
+pub fn shootdown_range(virtual_address: usize, size: usize) {
+    let address = (size <= PAGE_SIZE).then_some(virtual_address as u64);
+    if let Err(error) = flush_tlb_all_cpus(address) {
+        if error != ShootdownError::InterruptsDisabled || hinoki_kernel::platform().cpu().online_count() > 1 {
+            log::warn!("smp: TLB shootdown of {:#x}+{:#x} failed: {:?}", virtual_address, size, error);
+        }
+    }
 }
 
 /// The TLB shootdown vector's handler on the receiving CPUs.

@@ -216,6 +216,27 @@ pub unsafe fn parse(address: usize) -> Result<Devices, DeviceTreeError> {
     // The DTB lists slots from the highest address down; keep them in address order.
     virtio[..virtio_count].sort_unstable_by_key(|slot| slot.base);
 
+    // Device registers the kernel maps as device memory: the UART, every GIC frame, and
+    // the virtio-mmio slots as one span.
+    let mut mmio = [(0u64, 0u64); 8];
+    let mut mmio_count = 0;
+    let uart_registers = uart_node.reg().and_then(|mut regions| regions.next());
+    let gic_node = tree.find_compatible(&["arm,gic-v3", "arm,cortex-a15-gic", "arm,gic-400"]);
+    let gic_registers = gic_node.and_then(|node| node.reg()).into_iter().flatten();
+    for region in uart_registers.into_iter().chain(gic_registers) {
+        if mmio_count < mmio.len() {
+            mmio[mmio_count] = (region.starting_address as u64, region.size.unwrap_or(0) as u64);
+            mmio_count += 1;
+        }
+    }
+    if let (Some(first), Some(last)) = (virtio[..virtio_count].first(), virtio[..virtio_count].last()) {
+        mmio[mmio_count.min(mmio.len() - 1)] = (first.base, last.base + last.size - first.base);
+        mmio_count = (mmio_count + 1).min(mmio.len());
+    }
+    for &(start, size) in &mmio[..mmio_count] {
+        memory.reserve(start, size, MemoryKind::Mmio).map_err(|_| DeviceTreeError::TooManyRegions)?;
+    }
+
     let psci = tree
         .find_node("/psci")
         .and_then(|node| node.property("method"))

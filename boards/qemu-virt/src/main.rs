@@ -12,8 +12,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use devicetree::{Devices, GicDescription};
 use hinoki_arch_aarch64::psci::{self, Conduit};
+use hinoki_arch_aarch64::mmu::{self, Aarch64Mmu};
 use hinoki_arch_aarch64::{semihosting, Aarch64Cpu, GenericTimerCounter};
-use hinoki_interface::{Clock, ClockEvent, Console, ContextSwitch, Cpu, CpuStartError, ExitStatus, InterruptController, MemoryKind, MemoryRegion, Platform, SecondaryEntry};
+use hinoki_interface::{Clock, ClockEvent, Console, ContextSwitch, Cpu, CpuStartError, ExitStatus, InterruptController, MemoryKind, MemoryRegion, Mmu, Platform, SecondaryEntry};
 use hinoki_kernel::sync::Once;
 use pl011::Pl011;
 
@@ -28,6 +29,7 @@ struct QemuVirt {
 }
 
 static BOARD: Once<QemuVirt> = Once::new();
+static MMU: Once<Aarch64Mmu> = Once::new();
 static EXITING: AtomicBool = AtomicBool::new(false);
 
 impl Platform for QemuVirt {
@@ -73,6 +75,19 @@ impl Platform for QemuVirt {
 
     fn context_switch(&self) -> Option<&ContextSwitch> {
         Some(&hinoki_arch_aarch64::context::CONTEXT_SWITCH)
+    }
+
+    fn mmu(&self) -> Option<&dyn Mmu> {
+        MMU.get().map(|mmu| mmu as &dyn Mmu)
+    }
+
+    fn paging_init(&self) {
+        match mmu::paging_init(self) {
+            Ok(mmu) => {
+                MMU.call_once(|| mmu);
+            }
+            Err(error) => log::error!("qemu-virt: cannot build the kernel page tables, MMU stays off: {:?}", error),
+        }
     }
 
     fn command_line(&self) -> &str {

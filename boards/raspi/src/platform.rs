@@ -4,7 +4,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use bcm2835_aux_uart::MiniUart;
 use bcm2835_gpio::{Function, Gpio, Pull, PullInterface};
-use hinoki_interface::{Clock, Console, ContextSwitch, Cpu, ExitStatus, MemoryKind, MemoryMap, MemoryRegion, Platform};
+use hinoki_interface::{Clock, Console, ContextSwitch, Cpu, ExitStatus, MemoryKind, MemoryMap, MemoryRegion, Mmu, Platform};
 use hinoki_kernel::sync::Once;
 use pl011::Pl011;
 
@@ -68,6 +68,9 @@ pub struct Architecture<C, K> {
     pub semihosting_exit: fn(u32),
     /// The arch's context switch, for the scheduler.
     pub context_switch: &'static ContextSwitch,
+    /// Builds the kernel's page tables and turns the MMU on (`Platform::paging_init`);
+    /// returns the MMU, or `None` (logged) if the MMU stays off.
+    pub paging_init: fn(&dyn Platform) -> Option<&'static dyn Mmu>,
 }
 
 /// The UART carrying the console.
@@ -133,6 +136,7 @@ pub struct Raspi<C, K> {
     memory: MemoryMap<24>,
     mini_uart_divisor: Option<u32>,
     exiting: AtomicBool,
+    mmu: Once<&'static dyn Mmu>,
 }
 
 impl<C: Cpu, K: Clock> Raspi<C, K> {
@@ -196,6 +200,7 @@ impl<C: Cpu, K: Clock> Raspi<C, K> {
             memory,
             mini_uart_divisor,
             exiting: AtomicBool::new(false),
+            mmu: Once::new(),
         }
     }
 
@@ -305,6 +310,16 @@ impl<C: Cpu, K: Clock> Platform for Raspi<C, K> {
 
     fn context_switch(&self) -> Option<&ContextSwitch> {
         Some(self.architecture.context_switch)
+    }
+
+    fn mmu(&self) -> Option<&dyn Mmu> {
+        self.mmu.get().copied()
+    }
+
+    fn paging_init(&self) {
+        if let Some(mmu) = (self.architecture.paging_init)(self) {
+            self.mmu.call_once(|| mmu);
+        }
     }
 
     fn command_line(&self) -> &str {

@@ -6,7 +6,9 @@
 mod memory_map;
 
 use bcm2835_gpio::PullInterface;
+use hinoki_arch_aarch64::mmu::{self, Aarch64Mmu};
 use hinoki_arch_aarch64::{generic_timer, layout, semihosting, Aarch64Cpu, GenericTimerCounter};
+use hinoki_interface::{Mmu, Platform};
 use hinoki_board_raspi::{Architecture, Model, Raspi};
 use hinoki_kernel::sync::Once;
 
@@ -31,6 +33,7 @@ static MODEL: Model = Model {
 };
 
 static BOARD: Once<Raspi<Aarch64Cpu, GenericTimerCounter>> = Once::new();
+static MMU: Once<Aarch64Mmu> = Once::new();
 
 fn board_main(boot_argument: usize) -> ! {
     let architecture = Architecture {
@@ -40,6 +43,7 @@ fn board_main(boot_argument: usize) -> ! {
         kernel_image: layout::image_start() as u64..layout::kernel_end() as u64,
         semihosting_exit: semihosting::exit,
         context_switch: &hinoki_arch_aarch64::context::CONTEXT_SWITCH,
+        paging_init,
     };
     // SAFETY: this is the boot CPU, once, with the MMU off; MODEL is this SoC's map;
     // `boot_argument` is the x0 the firmware or QEMU passed; memory below the kernel holds
@@ -51,6 +55,18 @@ fn board_main(boot_argument: usize) -> ! {
         log::warn!("raspi4b: CNTFRQ_EL0 is 0; assuming {} Hz", memory_map::COUNTER_FALLBACK_HZ);
     }
     hinoki_kernel::kernel_main(board)
+}
+
+/// Builds the kernel's tables and turns the MMU and caches on (the Raspberry Pi runs
+/// with them off until here).
+fn paging_init(platform: &dyn Platform) -> Option<&'static dyn Mmu> {
+    match mmu::paging_init(platform) {
+        Ok(mmu) => Some(MMU.call_once(|| mmu)),
+        Err(error) => {
+            log::error!("raspi4b: cannot build the kernel page tables, MMU stays off: {:?}", error);
+            None
+        }
+    }
 }
 
 #[panic_handler]

@@ -21,5 +21,5 @@ pub use context::{ContextSwitch, SavedContext, ThreadEntry};
 pub use cpu::{Cpu, CpuId, CpuStartError, InterruptState, SecondaryEntry};
 pub use irq::{InterruptController, IpiTarget, IrqError, NamedRow, RowSource, Trigger};
 pub use memory::{MemoryKind, MemoryMap, MemoryMapFull, MemoryRegion, PhysicalAddress, VirtualAddress};
-pub use mmu::{MapError, Mmu, PageFlags};
+pub use mmu::{AddressSpace, MapError, Mmu, PageFlags};
 pub use platform::{ExitStatus, Platform};

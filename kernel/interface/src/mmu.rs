@@ -19,6 +19,9 @@ impl PageFlags {
     pub const DEVICE: PageFlags = PageFlags(1 << 4);
     /// Present in every address space (kernel mappings).
     pub const GLOBAL: PageFlags = PageFlags(1 << 5);
+    /// Normal memory that bypasses the caches (Normal non-cacheable on aarch64, PCD|PWT
+    /// on x86_64), for buffers shared with devices that do not snoop.
+    pub const UNCACHED: PageFlags = PageFlags(1 << 6);
 
     /// Whether every flag in `other` is set in `self`.
     pub const fn contains(self, other: PageFlags) -> bool {
@@ -49,8 +52,15 @@ pub enum MapError {
     NotMapped,
     /// No memory for page tables.
     OutOfMemory,
-    /// Writable and executable at once (W^X) or otherwise not expressible.
+    /// Writable and executable at once (W^X), executable device memory, not readable, or
+    /// otherwise not expressible.
     InvalidFlags,
+    /// The range goes beyond the virtual addresses the tables translate.
+    OutOfRange,
+    /// The address space was not created by this MMU (or was destroyed).
+    UnknownAddressSpace,
+    /// The address space is in use by the calling CPU.
+    InUse,
 }
 
 /// An address space, named by the physical address of its top-level table.
@@ -89,6 +99,29 @@ pub trait Mmu: Sync {
     /// Looks up the physical address and flags behind `virtual_address`.
     fn translate(&self, space: AddressSpace, virtual_address: VirtualAddress) -> Option<(PhysicalAddress, PageFlags)>;
 
+    /// Calls `visit(virtual address, physical address, size, flags)` for every mapping of
+    /// `space`, in address order, as the live tables hold it (for checks such as W^X).
+    fn for_each_mapping(&self, space: AddressSpace, visit: &mut dyn FnMut(VirtualAddress, PhysicalAddress, usize, PageFlags)) -> Result<(), MapError>;
+
     /// Invalidates the calling CPU's TLB entries for a range.
     fn flush_tlb_local(&self, virtual_address: VirtualAddress, size: usize);
+
+    /// Invalidates the TLB entries for a range on every CPU (TLB shootdown). The default
+    /// flushes only the calling CPU, which is all there is on a uniprocessor.
+    fn flush_tlb(&self, virtual_address: VirtualAddress, size: usize) {
+        self.flush_tlb_local(virtual_address, size)
+    }
+
+    /// Creates an address space that shares the kernel's mappings (for a process).
+    fn create_address_space(&self) -> Result<AddressSpace, MapError>;
+
+    /// Frees the tables of an address space made by
+    /// [`create_address_space`](Self::create_address_space); the kernel's shared tables stay.
+    fn destroy_address_space(&self, space: AddressSpace) -> Result<(), MapError>;
+
+    /// Makes the calling CPU translate through `space`.
+    fn switch_address_space(&self, space: AddressSpace) -> Result<(), MapError>;
+
+    /// The address space the calling CPU translates through.
+    fn current_address_space(&self) -> AddressSpace;
 }

@@ -64,6 +64,11 @@ pub trait Platform: Sync {
         None
     }
 
+    /// Builds the kernel's page tables and switches to them (Linux's `paging_init`).
+    /// `kernel_main` calls it once, on the boot CPU, right after the page allocator is up;
+    /// from then on [`mmu`](Self::mmu) returns the MMU. The default does nothing.
+    fn paging_init(&self) {}
+
     /// Calls `visit` for each physical memory region the board knows of.
     ///
     /// Contract with the kernel's page allocator: every `Usable` region not covered by

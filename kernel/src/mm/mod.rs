@@ -7,10 +7,12 @@
 //! [`MEMORY`], set up once by [`init_from_platform`] (or [`init`]). Until then every
 //! allocation fails cleanly ([`AllocError::NotInitialized`], or null from the allocator).
 //! `/proc/buddyinfo`, `/proc/slabinfo`, `/proc/meminfo` and the `slabtop` command report on it.
+//! [`paging`] holds the page-table walker, the descriptor formats and the kernel's `Mmu`.
 
 pub mod buddy;
 pub mod kmalloc;
 pub mod page;
+pub mod paging;
 pub mod slab;
 pub mod slab_common;
 pub mod vmstat;
