@@ -136,6 +136,15 @@ pub fn kernel_main(platform: &'static dyn Platform) -> ! {
         softirq::init();
     }
     softirq::register_proc_files();
+    match fs::root::init_root() {
+        Ok(()) => log::info!("vfs: ramfs mounted at /, proc at /proc"),
+        Err(error) => log::error!("vfs: cannot mount the root file system: {}", error),
+    }
+    if sched::is_running() {
+        if let Err(error) = fs::root::start_writeback_thread() {
+            log::error!("vfs: cannot start the write-back thread: {:?}", error);
+        }
+    }
 
     let mode = boot_mode(platform.command_line());
     let name = if matches!(mode, BootMode::Test(_)) { "ktest" } else { "shell" };
