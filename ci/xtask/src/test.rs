@@ -143,6 +143,7 @@ fn run_suite(config: &Config, board: &Board, built: &Built, suite: &Suite, symbo
         }
     };
     let timeout = Duration::from_secs(suite.timeout.unwrap_or(default_timeout));
+    let command_line = crate::qemu::describe(&command);
     let mut session = match Session::start(command, timeout) {
         Ok(session) => session,
         Err(error) => {
@@ -246,7 +247,7 @@ fn run_suite(config: &Config, board: &Board, built: &Built, suite: &Suite, symbo
     }
     outcome.passed = failure.is_none();
     outcome.reason = failure;
-    outcome.log = output;
+    outcome.log = format!("$ {command_line}\n{output}");
     outcome
 }
 
@@ -320,7 +321,10 @@ pub fn run(options: &crate::Options) -> Result<(), String> {
                     outcome.seconds,
                     outcome.reason.as_deref().unwrap_or("")
                 );
-                let tail: Vec<&str> = outcome.log.lines().rev().take(30).collect();
+                if let Some(command_line) = outcome.log.lines().next() {
+                    eprintln!("    {command_line}");
+                }
+                let tail: Vec<&str> = outcome.log.lines().skip(1).rev().take(30).collect();
                 for line in tail.iter().rev() {
                     eprintln!("    | {line}");
                 }
