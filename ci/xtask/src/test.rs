@@ -324,7 +324,8 @@ pub fn run(options: &crate::Options) -> Result<(), String> {
                 if let Some(command_line) = outcome.log.lines().next() {
                     eprintln!("    {command_line}");
                 }
-                let tail: Vec<&str> = outcome.log.lines().skip(1).rev().take(30).collect();
+                let lines: Vec<&str> = outcome.log.lines().skip(1).collect();
+                let tail: Vec<&str> = lines.iter().rev().take(30).copied().collect();
                 for line in tail.iter().rev() {
                     eprintln!("    | {line}");
                 }
