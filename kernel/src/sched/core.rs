@@ -252,7 +252,7 @@ fn schedule_with(requeue: Requeue) {
         wake_expired_sleepers();
     }
     let switch = {
-        let mut guard = per_cpu.state.lock();
+        let mut guard = per_cpu.state.lock_irqs_disabled();
         let Some(state) = guard.as_mut() else {
             drop(guard);
             platform.cpu().restore_interrupts(saved);
@@ -303,7 +303,7 @@ fn schedule_with(requeue: Requeue) {
         // finished, `to` was filled by `initialize` or by its own switch away (its `on_cpu`
         // was clear), and interrupts are masked so nothing else runs on this CPU between.
         unsafe { (operations.switch)(from, to) };
-        finish_task_switch();
+        finish_switch_irqs_disabled(&CPUS[this_cpu()]);
     }
     platform.cpu().restore_interrupts(saved);
 }
@@ -311,7 +311,14 @@ fn schedule_with(requeue: Requeue) {
 /// Completes a switch on the task switched to: the previous task may run elsewhere now;
 /// an exited one gives its stack back.
 pub(super) fn finish_task_switch() {
-    let previous = CPUS[this_cpu()].state.lock().as_mut().and_then(|state| state.previous.take());
+    let Some(platform) = crate::try_platform() else { return };
+    let saved = platform.cpu().disable_interrupts();
+    finish_switch_irqs_disabled(&CPUS[this_cpu()]);
+    platform.cpu().restore_interrupts(saved);
+}
+
+fn finish_switch_irqs_disabled(per_cpu: &PerCpu) {
+    let previous = per_cpu.state.lock_irqs_disabled().as_mut().and_then(|state| state.previous.take());
     if let Some(previous) = previous {
         previous.on_cpu.store(false, Ordering::Release);
         if previous.state() == TaskState::Dead {

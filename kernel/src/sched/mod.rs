@@ -9,6 +9,7 @@
 //! blocking call. The periodic tick calls [`scheduler_tick`].
 
 pub mod balance;
+pub mod bench;
 pub mod commands;
 pub mod core;
 pub mod policy;

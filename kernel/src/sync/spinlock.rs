@@ -109,6 +109,13 @@ impl<T: ?Sized> IrqSpinLock<T> {
         IrqSpinLockGuard { guard: Some(self.inner.lock()), saved }
     }
 
+    /// Spins until the lock is ours without touching the interrupt mask, for callers that
+    /// already masked interrupts on this CPU (Linux's `raw_spin_lock` inside an irqsave
+    /// region). Taking it with interrupts enabled risks a deadlock with an interrupt handler.
+    pub fn lock_irqs_disabled(&self) -> SpinLockGuard<'_, T> {
+        self.inner.lock()
+    }
+
     /// Takes the lock only if it is free right now (interrupts stay as they were otherwise).
     pub fn try_lock(&self) -> Option<IrqSpinLockGuard<'_, T>> {
         let saved = disable_local_interrupts();

@@ -2,6 +2,7 @@
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
+use core::sync::atomic::{fence, AtomicUsize, Ordering};
 
 use super::IrqSpinLock;
 use crate::sched::{self, Task, TaskState};
@@ -16,12 +17,14 @@ struct Waiter {
 /// exclusive ones.
 pub struct WaitQueue {
     waiters: IrqSpinLock<VecDeque<Waiter>>,
+    /// Number of queued waiters, readable without the lock (wakers skip empty queues).
+    count: AtomicUsize,
 }
 
 impl WaitQueue {
     /// An empty queue.
     pub const fn new() -> Self {
-        WaitQueue { waiters: IrqSpinLock::new(VecDeque::new()) }
+        WaitQueue { waiters: IrqSpinLock::new(VecDeque::new()), count: AtomicUsize::new(0) }
     }
 
     /// Sleeps until `condition` holds (checked before each sleep and after each wake-up).
@@ -57,15 +60,23 @@ impl WaitQueue {
                     } else {
                         waiters.push_front(waiter);
                     }
+                    self.count.store(waiters.len(), Ordering::Release);
                 }
             }
+            // Pairs with the fence in `wake`: either the waker sees this waiter counted, or
+            // this check sees the waker's condition change.
+            fence(Ordering::SeqCst);
             if condition() {
                 break;
             }
             sched::schedule();
         }
         task.set_state_for_wait(TaskState::Running);
-        self.waiters.lock().retain(|waiter| !Arc::ptr_eq(&waiter.task, &task));
+        if self.count.load(Ordering::Acquire) > 0 {
+            let mut waiters = self.waiters.lock();
+            waiters.retain(|waiter| !Arc::ptr_eq(&waiter.task, &task));
+            self.count.store(waiters.len(), Ordering::Release);
+        }
     }
 
     /// Wakes every non-exclusive waiter and one exclusive waiter.
@@ -81,6 +92,10 @@ impl WaitQueue {
     /// Wakes every non-exclusive waiter and up to `exclusive` exclusive ones; returns how
     /// many tasks were woken.
     pub fn wake(&self, exclusive: usize) -> usize {
+        fence(Ordering::SeqCst);
+        if self.count.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
         let mut waiters = self.waiters.lock();
         let mut woken = 0;
         let mut exclusive_left = exclusive;
@@ -99,6 +114,7 @@ impl WaitQueue {
                 index += 1;
             }
         }
+        self.count.store(waiters.len(), Ordering::Release);
         drop(waiters);
         sched::preempt_check_resched();
         woken
@@ -106,12 +122,12 @@ impl WaitQueue {
 
     /// Number of queued waiters.
     pub fn waiters_count(&self) -> usize {
-        self.waiters.lock().len()
+        self.count.load(Ordering::Acquire)
     }
 
     /// Whether any task waits.
     pub fn has_waiters(&self) -> bool {
-        !self.waiters.lock().is_empty()
+        self.count.load(Ordering::Acquire) > 0
     }
 }
 
