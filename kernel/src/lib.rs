@@ -136,9 +136,8 @@ pub fn kernel_main(platform: &'static dyn Platform) -> ! {
         softirq::init();
     }
     softirq::register_proc_files();
-    match fs::root::init_root() {
-        Ok(()) => log::info!("vfs: ramfs mounted at /, proc at /proc"),
-        Err(error) => log::error!("vfs: cannot mount the root file system: {}", error),
+    if let Err(error) = fs::root::init_root() {
+        log::error!("vfs: cannot mount the root file system: {}", error);
     }
     if sched::is_running() {
         if let Err(error) = fs::root::start_writeback_thread() {
