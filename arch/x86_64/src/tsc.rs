@@ -67,25 +67,44 @@ pub unsafe fn calibrate_with_hpet(base: usize) -> Option<u64> {
         unsafe { core::ptr::write_volatile((base + HPET_CONFIGURATION) as *mut u64, configuration | HPET_ENABLE) };
     }
     let counter_mask = if capabilities & HPET_COUNTER_IS_64_BIT != 0 { u64::MAX } else { u32::MAX as u64 };
-    let wanted_ticks = CALIBRATION_MICROSECONDS * 1_000_000_000 / period_femtoseconds;
-    let hpet_start = read(HPET_MAIN_COUNTER) & counter_mask;
-    let tsc_start = read_tsc_now();
-    let mut hpet_now;
-    let mut spins = 0u64;
-    loop {
-        hpet_now = read(HPET_MAIN_COUNTER) & counter_mask;
-        if hpet_now.wrapping_sub(hpet_start) & counter_mask >= wanted_ticks {
-            break;
+    // Five windows of a fifth of the calibration time each, median frequency: under a
+    // hypervisor (or TCG on a busy host) the vCPU can be descheduled between reading the
+    // two clocks, which skews one window; the median ignores up to two such windows.
+    let wanted_ticks = CALIBRATION_MICROSECONDS / CALIBRATION_WINDOWS as u64 * 1_000_000_000 / period_femtoseconds;
+    let mut frequencies = [0u64; CALIBRATION_WINDOWS];
+    for frequency in frequencies.iter_mut() {
+        // Bracket the HPET read with two TSC reads and take their midpoint.
+        let before = read_tsc_now();
+        let hpet_start = read(HPET_MAIN_COUNTER) & counter_mask;
+        let after = read_tsc_now();
+        let tsc_start = before + (after - before) / 2;
+        let mut hpet_now;
+        let mut spins = 0u64;
+        loop {
+            hpet_now = read(HPET_MAIN_COUNTER) & counter_mask;
+            if hpet_now.wrapping_sub(hpet_start) & counter_mask >= wanted_ticks {
+                break;
+            }
+            spins += 1;
+            if spins > 100_000_000 {
+                return None;
+            }
+            core::hint::spin_loop();
         }
-        spins += 1;
-        if spins > 500_000_000 {
-            return None;
-        }
-        core::hint::spin_loop();
+        let tsc_end = read_tsc_now();
+        let elapsed_ticks = hpet_now.wrapping_sub(hpet_start) & counter_mask;
+        *frequency = frequency_from(tsc_end - tsc_start, elapsed_ticks as u128 * period_femtoseconds as u128);
     }
-    let tsc_end = read_tsc_now();
-    let elapsed_ticks = hpet_now.wrapping_sub(hpet_start) & counter_mask;
-    Some(frequency_from(tsc_end - tsc_start, elapsed_ticks as u128 * period_femtoseconds as u128))
+    Some(median(&mut frequencies))
+}
+
+/// Windows the calibration takes the median of.
+const CALIBRATION_WINDOWS: usize = 5;
+
+/// The median of a few measurements (sorts them in place).
+pub fn median(values: &mut [u64]) -> u64 {
+    values.sort_unstable();
+    values[values.len() / 2]
 }
 
 fn read_tsc_now() -> u64 {
@@ -183,6 +202,13 @@ impl Clock for Tsc {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn median_ignores_outliers() {
+        let mut values = [2_000_000_000, 1_999_000_000, 3_100_000_000, 2_001_000_000, 900_000_000];
+        assert_eq!(super::median(&mut values), 2_000_000_000);
+    }
+
     use super::frequency_from;
 
     #[test]
