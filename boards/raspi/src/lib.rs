@@ -7,6 +7,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod atags;
+mod board_main;
 mod ktests;
 pub mod boot_information;
 pub mod platform;
