@@ -88,8 +88,12 @@ fn benches(criterion: &mut Criterion) {
             small_paths.iter().map(|path| vfs.read_to_end(None, path).unwrap().len()).sum::<usize>()
         })
     });
-    group.bench_function("hinoki_warm", |bencher| bencher.iter(|| small_paths.iter().map(|path| warm.read_to_end(None, path).unwrap().len()).sum::<usize>()));
-    group.bench_function("ext4_view", |bencher| bencher.iter(|| small_paths.iter().map(|path| ext4.read(path.as_str()).unwrap().len()).sum::<usize>()));
+    group.bench_function("hinoki_warm", |bencher| {
+        bencher.iter(|| small_paths.iter().map(|path| warm.read_to_end(None, path).unwrap().len()).sum::<usize>())
+    });
+    group.bench_function("ext4_view", |bencher| {
+        bencher.iter(|| small_paths.iter().map(|path| ext4.read(path.as_str()).unwrap().len()).sum::<usize>())
+    });
     group.finish();
 }
 

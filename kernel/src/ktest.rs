@@ -254,11 +254,13 @@ pub fn run(filter: &str) -> ExitStatus {
     }
 }
 
-crate::ktest!(fn registry_contains_this_test() {
-    let found = registry().iter().any(|t| t.name == "registry_contains_this_test");
-    crate::kassert!(found, "the ktest_array section does not hold this test");
-    Ok(())
-});
+crate::ktest!(
+    fn registry_contains_this_test() {
+        let found = registry().iter().any(|t| t.name == "registry_contains_this_test");
+        crate::kassert!(found, "the ktest_array section does not hold this test");
+        Ok(())
+    }
+);
 
 crate::ktest!(manual fn deliberate_failure() {
     crate::kassert_eq!(1 + 1, 3);

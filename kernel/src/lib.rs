@@ -22,8 +22,8 @@ pub mod panic;
 pub mod printk;
 pub mod sched;
 pub mod shell;
-pub mod softirq;
 pub mod smp;
+pub mod softirq;
 pub mod sync;
 pub mod tick;
 pub mod time;
@@ -94,24 +94,12 @@ pub fn early_init(platform: &'static dyn Platform) {
 /// arch crate has set up a stack, cleared BSS and made the console usable.
 pub fn kernel_main(platform: &'static dyn Platform) -> ! {
     early_init(platform);
-    log::info!(
-        "{} {} ({}) on {}, {}",
-        KERNEL_NAME,
-        KERNEL_RELEASE,
-        platform.arch_name(),
-        platform.board_name(),
-        platform.cpu().model()
-    );
+    log::info!("{} {} ({}) on {}, {}", KERNEL_NAME, KERNEL_RELEASE, platform.arch_name(), platform.board_name(), platform.cpu().model());
     log::info!("command line: {}", platform.command_line());
     log::info!("clocksource {} at {} Hz", platform.clock().name(), platform.clock().frequency_hz());
     let mut total_usable = 0u64;
     platform.memory_regions(&mut |region| {
-        log::info!(
-            "memory: [{:#012x}-{:#012x}] {:?}",
-            region.start.0,
-            region.end().saturating_sub(1),
-            region.kind
-        );
+        log::info!("memory: [{:#012x}-{:#012x}] {:?}", region.start.0, region.end().saturating_sub(1), region.kind);
         if region.kind == hinoki_interface::MemoryKind::Usable {
             total_usable += region.size;
         }

@@ -67,12 +67,7 @@ pub fn handle_panic(info: &PanicInfo<'_>) -> ! {
     let cpu = platform.cpu().current_id().0;
     crate::console::print_arguments_unlocked(format_args!("\nKernel panic on CPU {}: {}\n", cpu, info.message()));
     if let Some(location) = info.location() {
-        crate::console::print_arguments_unlocked(format_args!(
-            "  at {}:{}:{}\n",
-            location.file(),
-            location.line(),
-            location.column()
-        ));
+        crate::console::print_arguments_unlocked(format_args!("  at {}:{}:{}\n", location.file(), location.line(), location.column()));
     }
     print_backtrace(platform.cpu().frame_pointer());
     crate::console::print_arguments_unlocked(format_args!("---[ end Kernel panic ]---\n"));

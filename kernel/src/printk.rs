@@ -148,11 +148,7 @@ pub fn init() {
         log::set_max_level(LevelFilter::Debug);
     }
     if let Some(platform) = crate::try_platform() {
-        let level = platform
-            .command_line()
-            .split_ascii_whitespace()
-            .find_map(|word| word.strip_prefix("loglevel="))
-            .and_then(parse_level);
+        let level = platform.command_line().split_ascii_whitespace().find_map(|word| word.strip_prefix("loglevel=")).and_then(parse_level);
         if let Some(level) = level {
             *CONSOLE_LEVEL.lock() = level;
         }

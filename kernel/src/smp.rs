@@ -85,46 +85,54 @@ fn cpu_identity(argument: usize) -> usize {
     (crate::irq::current_cpu() << 16) | argument
 }
 
-crate::ktest!(fn every_described_cpu_is_up() {
-    let platform = crate::platform();
-    let possible = platform.possible_cpus().min(MAX_CPUS as u32);
-    crate::kassert_eq!(ready_count(), possible);
-    crate::kassert_eq!(platform.cpu().online_count(), possible);
-    Ok(())
-});
-
-crate::ktest!(fn call_function_returns_from_each_cpu() {
-    let platform = crate::platform();
-    if platform.interrupt_controller().is_none() || ready_count() < 2 {
-        log::info!("smp: one CPU or no interrupt controller; nothing to test");
-        return Ok(());
+crate::ktest!(
+    fn every_described_cpu_is_up() {
+        let platform = crate::platform();
+        let possible = platform.possible_cpus().min(MAX_CPUS as u32);
+        crate::kassert_eq!(ready_count(), possible);
+        crate::kassert_eq!(platform.cpu().online_count(), possible);
+        Ok(())
     }
-    for cpu in 0..MAX_CPUS as u32 {
-        if ready_mask() & (1 << cpu) == 0 {
-            continue;
+);
+
+crate::ktest!(
+    fn call_function_returns_from_each_cpu() {
+        let platform = crate::platform();
+        if platform.interrupt_controller().is_none() || ready_count() < 2 {
+            log::info!("smp: one CPU or no interrupt controller; nothing to test");
+            return Ok(());
         }
-        let result = irq::call_function_single(cpu, cpu_identity, 0x2a);
-        crate::kassert_eq!(result, Ok(((cpu as usize) << 16) | 0x2a));
+        for cpu in 0..MAX_CPUS as u32 {
+            if ready_mask() & (1 << cpu) == 0 {
+                continue;
+            }
+            let result = irq::call_function_single(cpu, cpu_identity, 0x2a);
+            crate::kassert_eq!(result, Ok(((cpu as usize) << 16) | 0x2a));
+        }
+        Ok(())
     }
-    Ok(())
-});
+);
 
-crate::ktest!(fn tick_runs_on_every_cpu() {
-    let platform = crate::platform();
-    let Some(event) = platform.clock_event().filter(|_| platform.interrupt_controller().is_some()) else {
-        log::info!("smp: no clock-event device or interrupt controller; nothing to test");
-        return Ok(());
-    };
-    let mask = ready_mask();
-    let before: [u64; MAX_CPUS] = core::array::from_fn(|cpu| irq::count(event.irq(), cpu));
-    let started = crate::time::since_boot_nanoseconds();
-    let all_ticked = |before: &[u64; MAX_CPUS]| (0..MAX_CPUS).filter(|cpu| mask & (1 << cpu) != 0).all(|cpu| irq::count(event.irq(), cpu) > before[cpu]);
-    while !all_ticked(&before) && crate::time::since_boot_nanoseconds() - started < 20 * crate::tick::TICK_NANOSECONDS {
-        platform.cpu().relax();
+crate::ktest!(
+    fn tick_runs_on_every_cpu() {
+        let platform = crate::platform();
+        let Some(event) = platform.clock_event().filter(|_| platform.interrupt_controller().is_some()) else {
+            log::info!("smp: no clock-event device or interrupt controller; nothing to test");
+            return Ok(());
+        };
+        let mask = ready_mask();
+        let before: [u64; MAX_CPUS] = core::array::from_fn(|cpu| irq::count(event.irq(), cpu));
+        let started = crate::time::since_boot_nanoseconds();
+        let all_ticked = |before: &[u64; MAX_CPUS]| {
+            (0..MAX_CPUS).filter(|cpu| mask & (1 << cpu) != 0).all(|cpu| irq::count(event.irq(), cpu) > before[cpu])
+        };
+        while !all_ticked(&before) && crate::time::since_boot_nanoseconds() - started < 20 * crate::tick::TICK_NANOSECONDS {
+            platform.cpu().relax();
+        }
+        for cpu in (0..MAX_CPUS).filter(|cpu| mask & (1 << cpu) != 0) {
+            let after = irq::count(event.irq(), cpu);
+            crate::kassert!(after > before[cpu], "CPU{}'s timer count stayed at {}", cpu, after);
+        }
+        Ok(())
     }
-    for cpu in (0..MAX_CPUS).filter(|cpu| mask & (1 << cpu) != 0) {
-        let after = irq::count(event.irq(), cpu);
-        crate::kassert!(after > before[cpu], "CPU{}'s timer count stayed at {}", cpu, after);
-    }
-    Ok(())
-});
+);

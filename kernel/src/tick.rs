@@ -163,36 +163,40 @@ fn handle_tick(_irq: u32) {
     crate::sched::scheduler_tick();
 }
 
-crate::ktest!(fn jiffies_advance_at_hz() {
-    let Some(platform) = crate::try_platform().filter(|platform| platform.clock_event().is_some() && platform.interrupt_controller().is_some()) else {
-        log::info!("tick: no clock-event device or interrupt controller on this board; nothing to test");
-        return Ok(());
-    };
-    crate::kassert!(platform.cpu().interrupts_enabled(), "interrupts are masked, the tick cannot run");
-    let clock = platform.clock();
-    let period = PERIOD_TICKS.load(Ordering::Relaxed);
-    // Over about 50 ms (5 ticks at HZ = 100), jiffies must advance by the number of periods
-    // the counter shows elapsed, within one for where the window falls. A host that
-    // deschedules QEMU stretches the window; the expectation follows the counter, and a
-    // window broken by a descheduling between the reads is measured again (three tries).
-    let window = clock.frequency_hz() / 20;
-    let mut last = (0, 0);
-    for _attempt in 0..3 {
-        let start_jiffies = jiffies();
-        let start = clock.counter();
-        while clock.counter() - start < window {
-            platform.cpu().relax();
-        }
-        let advanced = jiffies() - start_jiffies;
-        let expected = (clock.counter() - start + period / 2) / period;
-        if advanced + 1 >= expected && advanced <= expected + 1 {
+crate::ktest!(
+    fn jiffies_advance_at_hz() {
+        let Some(platform) =
+            crate::try_platform().filter(|platform| platform.clock_event().is_some() && platform.interrupt_controller().is_some())
+        else {
+            log::info!("tick: no clock-event device or interrupt controller on this board; nothing to test");
             return Ok(());
+        };
+        crate::kassert!(platform.cpu().interrupts_enabled(), "interrupts are masked, the tick cannot run");
+        let clock = platform.clock();
+        let period = PERIOD_TICKS.load(Ordering::Relaxed);
+        // Over about 50 ms (5 ticks at HZ = 100), jiffies must advance by the number of periods
+        // the counter shows elapsed, within one for where the window falls. A host that
+        // deschedules QEMU stretches the window; the expectation follows the counter, and a
+        // window broken by a descheduling between the reads is measured again (three tries).
+        let window = clock.frequency_hz() / 20;
+        let mut last = (0, 0);
+        for _attempt in 0..3 {
+            let start_jiffies = jiffies();
+            let start = clock.counter();
+            while clock.counter() - start < window {
+                platform.cpu().relax();
+            }
+            let advanced = jiffies() - start_jiffies;
+            let expected = (clock.counter() - start + period / 2) / period;
+            if advanced + 1 >= expected && advanced <= expected + 1 {
+                return Ok(());
+            }
+            last = (advanced, expected);
         }
-        last = (advanced, expected);
+        crate::kassert!(false, "jiffies advanced by {} while the counter showed {} periods (three tries)", last.0, last.1);
+        Ok(())
     }
-    crate::kassert!(false, "jiffies advanced by {} while the counter showed {} periods (three tries)", last.0, last.1);
-    Ok(())
-});
+);
 
 /// The tolerance for a tick deadline: no handler may run before its deadline, and the
 /// promptest of [`DEADLINE_SAMPLES`] ticks must run within half a tick period (5 ms at
@@ -206,36 +210,40 @@ pub const DEADLINE_TOLERANCE_NANOSECONDS: u64 = TICK_NANOSECONDS / 2;
 /// Ticks the deadline test observes.
 pub const DEADLINE_SAMPLES: u64 = 9;
 
-crate::ktest!(fn timer_deadlines_fire_within_tolerance() {
-    let Some(platform) = crate::try_platform().filter(|platform| platform.clock_event().is_some() && platform.interrupt_controller().is_some()) else {
-        log::info!("tick: no clock-event device or interrupt controller on this board; nothing to test");
-        return Ok(());
-    };
-    crate::kassert!(platform.cpu().interrupts_enabled(), "interrupts are masked, the tick cannot run");
-    reset_statistics();
-    let started = crate::time::since_boot_nanoseconds();
-    let limit = 4 * DEADLINE_SAMPLES * TICK_NANOSECONDS;
-    while statistics().ticks < DEADLINE_SAMPLES && crate::time::since_boot_nanoseconds() - started < limit {
-        platform.cpu().relax();
+crate::ktest!(
+    fn timer_deadlines_fire_within_tolerance() {
+        let Some(platform) =
+            crate::try_platform().filter(|platform| platform.clock_event().is_some() && platform.interrupt_controller().is_some())
+        else {
+            log::info!("tick: no clock-event device or interrupt controller on this board; nothing to test");
+            return Ok(());
+        };
+        crate::kassert!(platform.cpu().interrupts_enabled(), "interrupts are masked, the tick cannot run");
+        reset_statistics();
+        let started = crate::time::since_boot_nanoseconds();
+        let limit = 4 * DEADLINE_SAMPLES * TICK_NANOSECONDS;
+        while statistics().ticks < DEADLINE_SAMPLES && crate::time::since_boot_nanoseconds() - started < limit {
+            platform.cpu().relax();
+        }
+        let statistics = statistics();
+        crate::kassert!(statistics.ticks >= DEADLINE_SAMPLES, "only {} ticks in {} ms", statistics.ticks, limit / 1_000_000);
+        crate::kassert_eq!(statistics.early, 0);
+        log::info!(
+            "tick: {} ticks, lateness best {} ns, median {} ns, worst {} ns",
+            statistics.ticks,
+            statistics.min_lateness_nanoseconds,
+            statistics.median_lateness_nanoseconds,
+            statistics.max_lateness_nanoseconds
+        );
+        crate::kassert!(
+            statistics.min_lateness_nanoseconds <= DEADLINE_TOLERANCE_NANOSECONDS,
+            "every tick ran at least {} ns after its deadline (tolerance {} ns)",
+            statistics.min_lateness_nanoseconds,
+            DEADLINE_TOLERANCE_NANOSECONDS
+        );
+        Ok(())
     }
-    let statistics = statistics();
-    crate::kassert!(statistics.ticks >= DEADLINE_SAMPLES, "only {} ticks in {} ms", statistics.ticks, limit / 1_000_000);
-    crate::kassert_eq!(statistics.early, 0);
-    log::info!(
-        "tick: {} ticks, lateness best {} ns, median {} ns, worst {} ns",
-        statistics.ticks,
-        statistics.min_lateness_nanoseconds,
-        statistics.median_lateness_nanoseconds,
-        statistics.max_lateness_nanoseconds
-    );
-    crate::kassert!(
-        statistics.min_lateness_nanoseconds <= DEADLINE_TOLERANCE_NANOSECONDS,
-        "every tick ran at least {} ns after its deadline (tolerance {} ns)",
-        statistics.min_lateness_nanoseconds,
-        DEADLINE_TOLERANCE_NANOSECONDS
-    );
-    Ok(())
-});
+);
 
 #[cfg(test)]
 mod tests {

@@ -338,7 +338,11 @@ impl fmt::Display for ExceptionReport<'_> {
         }
         writeln!(formatter)?;
         writeln!(formatter, "pc : [<{:#018x}>] esr: {:#010x} far: {:#018x}", frame.exception_link, frame.syndrome, frame.fault_address)?;
-        writeln!(formatter, "lr : [<{:#018x}>] sp : {:#018x} pstate: {:#010x}", frame.registers[30], frame.stack_pointer, frame.saved_status)?;
+        writeln!(
+            formatter,
+            "lr : [<{:#018x}>] sp : {:#018x} pstate: {:#010x}",
+            frame.registers[30], frame.stack_pointer, frame.saved_status
+        )?;
         for row in (0..30).step_by(3).rev() {
             for index in (row..row + 3).rev() {
                 write!(formatter, "x{:<2}: {:016x}  ", index, frame.registers[index])?;

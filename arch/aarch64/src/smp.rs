@@ -93,7 +93,13 @@ pub fn start_cpu(conduit: Conduit, cpu: u32, mpidr: u64, stack_top: usize, entry
     SECONDARY_ENTRY.store(entry as usize, Ordering::Relaxed);
     // The new CPU reads all of this with its MMU and caches off.
     fence(Ordering::SeqCst);
-    let result = psci::call(conduit, psci::CPU_ON_64, mpidr, hinoki_aarch64_secondary_start as *const () as u64, boot as *const SecondaryBoot as u64);
+    let result = psci::call(
+        conduit,
+        psci::CPU_ON_64,
+        mpidr,
+        hinoki_aarch64_secondary_start as *const () as u64,
+        boot as *const SecondaryBoot as u64,
+    );
     if result == 0 {
         Ok(())
     } else {

@@ -1,7 +1,7 @@
 //! CPU operations on x86_64: the logical id from the per-CPU block, interrupt masking through RFLAGS.IF, HLT, PAUSE, the frame pointer, CPUID and the brand string.
 
 use core::arch::asm;
-use core::arch::x86_64::{CpuidResult, __cpuid};
+use core::arch::x86_64::{__cpuid, CpuidResult};
 
 use hinoki_interface::{Cpu, CpuId, InterruptState};
 

@@ -46,18 +46,73 @@ pub struct CpuInfo {
 
 /// (word index in [`FeatureWords`] order, bit, Linux's flag name).
 const FLAGS: &[(usize, u32, &str)] = &[
-    (0, 0, "fpu"), (0, 1, "vme"), (0, 2, "de"), (0, 3, "pse"), (0, 4, "tsc"), (0, 5, "msr"), (0, 6, "pae"), (0, 7, "mce"),
-    (0, 8, "cx8"), (0, 9, "apic"), (0, 11, "sep"), (0, 12, "mtrr"), (0, 13, "pge"), (0, 14, "mca"), (0, 15, "cmov"),
-    (0, 16, "pat"), (0, 17, "pse36"), (0, 19, "clflush"), (0, 23, "mmx"), (0, 24, "fxsr"), (0, 25, "sse"), (0, 26, "sse2"),
-    (0, 27, "ss"), (0, 28, "ht"),
-    (1, 11, "syscall"), (1, 20, "nx"), (1, 26, "pdpe1gb"), (1, 27, "rdtscp"), (1, 29, "lm"),
-    (2, 0, "constant_tsc"), (2, 1, "nonstop_tsc"),
-    (3, 0, "pni"), (3, 1, "pclmulqdq"), (3, 9, "ssse3"), (3, 12, "fma"), (3, 13, "cx16"), (3, 17, "pcid"), (3, 19, "sse4_1"),
-    (3, 20, "sse4_2"), (3, 21, "x2apic"), (3, 22, "movbe"), (3, 23, "popcnt"), (3, 24, "tsc_deadline_timer"), (3, 25, "aes"),
-    (3, 26, "xsave"), (3, 28, "avx"), (3, 29, "f16c"), (3, 30, "rdrand"), (3, 31, "hypervisor"),
-    (4, 0, "lahf_lm"), (4, 1, "cmp_legacy"), (4, 2, "svm"), (4, 5, "abm"), (4, 6, "sse4a"), (4, 8, "3dnowprefetch"),
-    (5, 0, "fsgsbase"), (5, 3, "bmi1"), (5, 5, "avx2"), (5, 7, "smep"), (5, 8, "bmi2"), (5, 9, "erms"), (5, 10, "invpcid"),
-    (5, 18, "rdseed"), (5, 19, "adx"), (5, 20, "smap"), (5, 23, "clflushopt"), (5, 29, "sha_ni"),
+    (0, 0, "fpu"),
+    (0, 1, "vme"),
+    (0, 2, "de"),
+    (0, 3, "pse"),
+    (0, 4, "tsc"),
+    (0, 5, "msr"),
+    (0, 6, "pae"),
+    (0, 7, "mce"),
+    (0, 8, "cx8"),
+    (0, 9, "apic"),
+    (0, 11, "sep"),
+    (0, 12, "mtrr"),
+    (0, 13, "pge"),
+    (0, 14, "mca"),
+    (0, 15, "cmov"),
+    (0, 16, "pat"),
+    (0, 17, "pse36"),
+    (0, 19, "clflush"),
+    (0, 23, "mmx"),
+    (0, 24, "fxsr"),
+    (0, 25, "sse"),
+    (0, 26, "sse2"),
+    (0, 27, "ss"),
+    (0, 28, "ht"),
+    (1, 11, "syscall"),
+    (1, 20, "nx"),
+    (1, 26, "pdpe1gb"),
+    (1, 27, "rdtscp"),
+    (1, 29, "lm"),
+    (2, 0, "constant_tsc"),
+    (2, 1, "nonstop_tsc"),
+    (3, 0, "pni"),
+    (3, 1, "pclmulqdq"),
+    (3, 9, "ssse3"),
+    (3, 12, "fma"),
+    (3, 13, "cx16"),
+    (3, 17, "pcid"),
+    (3, 19, "sse4_1"),
+    (3, 20, "sse4_2"),
+    (3, 21, "x2apic"),
+    (3, 22, "movbe"),
+    (3, 23, "popcnt"),
+    (3, 24, "tsc_deadline_timer"),
+    (3, 25, "aes"),
+    (3, 26, "xsave"),
+    (3, 28, "avx"),
+    (3, 29, "f16c"),
+    (3, 30, "rdrand"),
+    (3, 31, "hypervisor"),
+    (4, 0, "lahf_lm"),
+    (4, 1, "cmp_legacy"),
+    (4, 2, "svm"),
+    (4, 5, "abm"),
+    (4, 6, "sse4a"),
+    (4, 8, "3dnowprefetch"),
+    (5, 0, "fsgsbase"),
+    (5, 3, "bmi1"),
+    (5, 5, "avx2"),
+    (5, 7, "smep"),
+    (5, 8, "bmi2"),
+    (5, 9, "erms"),
+    (5, 10, "invpcid"),
+    (5, 18, "rdseed"),
+    (5, 19, "adx"),
+    (5, 20, "smap"),
+    (5, 23, "clflushopt"),
+    (5, 29, "sha_ni"),
 ];
 
 impl FeatureWords {
@@ -118,7 +173,11 @@ impl CpuInfo {
         vendor[8..].copy_from_slice(&leaf0.ecx.to_le_bytes());
         let leaf1 = cpuid(1);
         let highest_extended = cpuid(0x8000_0000).eax;
-        let extended = if highest_extended >= 0x8000_0001 { cpuid(0x8000_0001) } else { core::arch::x86_64::CpuidResult { eax: 0, ebx: 0, ecx: 0, edx: 0 } };
+        let extended = if highest_extended >= 0x8000_0001 {
+            cpuid(0x8000_0001)
+        } else {
+            core::arch::x86_64::CpuidResult { eax: 0, ebx: 0, ecx: 0, edx: 0 }
+        };
         let structured_ebx = if leaf0.eax >= 7 { core::arch::x86_64::__cpuid_count(7, 0).ebx } else { 0 };
         let invariant = crate::tsc::is_invariant();
         let address_bits = if highest_extended >= 0x8000_0008 {
@@ -203,7 +262,14 @@ mod tests {
             cpuid_level: 13,
             apic_id,
             initial_apic_id: apic_id,
-            features: FeatureWords { standard_edx: 0x0781_abfd, extended_edx: 0x2010_0800, synthetic: 0, standard_ecx: 0x8080_2001, extended_ecx: 0x65, structured_ebx: 0 },
+            features: FeatureWords {
+                standard_edx: 0x0781_abfd,
+                extended_edx: 0x2010_0800,
+                synthetic: 0,
+                standard_ecx: 0x8080_2001,
+                extended_ecx: 0x65,
+                structured_ebx: 0,
+            },
             address_bits: (40, 48),
             clflush_size: 64,
         }

@@ -51,7 +51,8 @@ pub struct Gate {
 
 impl Gate {
     /// A not-present gate (raises #GP with the IDT bit in the error code if used).
-    pub const EMPTY: Gate = Gate { offset_low: 0, selector: 0, stack_index: 0, attributes: 0, offset_middle: 0, offset_high: 0, reserved: 0 };
+    pub const EMPTY: Gate =
+        Gate { offset_low: 0, selector: 0, stack_index: 0, attributes: 0, offset_middle: 0, offset_high: 0, reserved: 0 };
 
     /// A present ring-0 interrupt gate (interrupts masked on entry) to `handler`.
     pub fn interrupt(handler: usize, stack_index: u8) -> Gate {
@@ -116,7 +117,8 @@ pub const GATE_COUNT: usize = 256;
 #[repr(C, align(16))]
 struct InterruptDescriptorTable([Gate; GATE_COUNT]);
 
-static INTERRUPT_DESCRIPTORS: BootCell<InterruptDescriptorTable> = BootCell(UnsafeCell::new(InterruptDescriptorTable([Gate::EMPTY; GATE_COUNT])));
+static INTERRUPT_DESCRIPTORS: BootCell<InterruptDescriptorTable> =
+    BootCell(UnsafeCell::new(InterruptDescriptorTable([Gate::EMPTY; GATE_COUNT])));
 
 #[repr(C, packed(2))]
 struct DescriptorPointer {
@@ -127,11 +129,7 @@ struct DescriptorPointer {
 /// The two GDT slots describing an available 64-bit TSS at `base`.
 fn task_state_descriptor(base: u64) -> [u64; 2] {
     let limit = (core::mem::size_of::<TaskStateSegment>() - 1) as u64;
-    let low = (limit & 0xffff)
-        | (base & 0xff_ffff) << 16
-        | 0x89 << 40
-        | ((limit >> 16) & 0xf) << 48
-        | ((base >> 24) & 0xff) << 56;
+    let low = (limit & 0xffff) | (base & 0xff_ffff) << 16 | 0x89 << 40 | ((limit >> 16) & 0xf) << 48 | ((base >> 24) & 0xff) << 56;
     [low, base >> 32]
 }
 
@@ -234,7 +232,10 @@ fn load_global_descriptors(table: u64) {
 }
 
 fn load_interrupt_descriptors() {
-    let pointer = DescriptorPointer { limit: (core::mem::size_of::<InterruptDescriptorTable>() - 1) as u16, base: INTERRUPT_DESCRIPTORS.0.get() as u64 };
+    let pointer = DescriptorPointer {
+        limit: (core::mem::size_of::<InterruptDescriptorTable>() - 1) as u16,
+        base: INTERRUPT_DESCRIPTORS.0.get() as u64,
+    };
     // SAFETY: the IDT is a static that lives forever and every present gate points at an
     // entry stub in this crate.
     unsafe { asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags)) };

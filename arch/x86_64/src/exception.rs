@@ -241,7 +241,17 @@ impl fmt::Display for PageFaultCode {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let code = self.0;
         write!(formatter, "{}", if code & 1 != 0 { "protection violation" } else { "page not present" })?;
-        write!(formatter, ", {}", if code & (1 << 4) != 0 { "instruction fetch" } else if code & (1 << 1) != 0 { "write" } else { "read" })?;
+        write!(
+            formatter,
+            ", {}",
+            if code & (1 << 4) != 0 {
+                "instruction fetch"
+            } else if code & (1 << 1) != 0 {
+                "write"
+            } else {
+                "read"
+            }
+        )?;
         write!(formatter, ", {} mode", if code & (1 << 2) != 0 { "user" } else { "supervisor" })?;
         if code & (1 << 3) != 0 {
             write!(formatter, ", reserved bit set")?;
@@ -297,7 +307,11 @@ impl fmt::Display for ExceptionReport<'_> {
             write!(formatter, ", error code {:#x}", frame.error_code)?;
         }
         writeln!(formatter)?;
-        writeln!(formatter, "RIP: {:#06x}:[<{:#018x}>] error: {:#x} cr2: {:#018x}", frame.cs, frame.rip, frame.error_code, self.fault_address)?;
+        writeln!(
+            formatter,
+            "RIP: {:#06x}:[<{:#018x}>] error: {:#x} cr2: {:#018x}",
+            frame.cs, frame.rip, frame.error_code, self.fault_address
+        )?;
         writeln!(formatter, "RSP: {:#06x}:{:016x} RFLAGS: {:08x}", frame.ss, frame.rsp, frame.rflags)?;
         writeln!(formatter, "RAX: {:016x} RBX: {:016x} RCX: {:016x}", frame.rax, frame.rbx, frame.rcx)?;
         writeln!(formatter, "RDX: {:016x} RSI: {:016x} RDI: {:016x}", frame.rdx, frame.rsi, frame.rdi)?;
@@ -357,8 +371,28 @@ mod tests {
 
     fn zeroed_frame() -> TrapFrame {
         TrapFrame {
-            r15: 0, r14: 0, r13: 0, r12: 0, r11: 0, r10: 0, r9: 0, r8: 0, rbp: 0, rdi: 0, rsi: 0, rdx: 0, rcx: 0, rbx: 0, rax: 0,
-            vector: 0, error_code: 0, rip: 0, cs: 0, rflags: 0, rsp: 0, ss: 0,
+            r15: 0,
+            r14: 0,
+            r13: 0,
+            r12: 0,
+            r11: 0,
+            r10: 0,
+            r9: 0,
+            r8: 0,
+            rbp: 0,
+            rdi: 0,
+            rsi: 0,
+            rdx: 0,
+            rcx: 0,
+            rbx: 0,
+            rax: 0,
+            vector: 0,
+            error_code: 0,
+            rip: 0,
+            cs: 0,
+            rflags: 0,
+            rsp: 0,
+            ss: 0,
         }
     }
 

@@ -139,7 +139,9 @@ fn trampoline() -> (&'static [u8], usize) {
 pub fn boot_cpu_state() -> (u64, u64, u64, u64) {
     let (cr0, cr3, cr4): (u64, u64, u64);
     // SAFETY: reading control registers has no side effects.
-    unsafe { core::arch::asm!("mov {}, cr0", "mov {}, cr3", "mov {}, cr4", out(reg) cr0, out(reg) cr3, out(reg) cr4, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, cr0", "mov {}, cr3", "mov {}, cr4", out(reg) cr0, out(reg) cr3, out(reg) cr4, options(nomem, nostack, preserves_flags))
+    };
     // SAFETY: EFER exists on every x86_64 CPU.
     let efer = unsafe { crate::msr::read(crate::msr::EXTENDED_FEATURE_ENABLE) };
     (cr0, cr3, cr4, efer)

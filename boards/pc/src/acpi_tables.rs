@@ -97,7 +97,9 @@ pub enum Register {
 impl Register {
     fn from_generic(address: GenericAddress) -> Option<Register> {
         match address.address_space {
-            AddressSpace::SystemIo if address.address != 0 && address.address <= u16::MAX as u64 => Some(Register::Port(address.address as u16)),
+            AddressSpace::SystemIo if address.address != 0 && address.address <= u16::MAX as u64 => {
+                Some(Register::Port(address.address as u16))
+            }
             AddressSpace::SystemMemory if address.address != 0 => Some(Register::Memory(address.address)),
             _ => None,
         }
@@ -189,10 +191,20 @@ pub unsafe fn read(rsdp: Option<usize>) -> Result<AcpiSummary, AcpiError> {
 
 /// Logs the summary, one line per device.
 pub fn log_summary(summary: &AcpiSummary) {
-    log::info!("ACPI: revision {}, local APIC at {:#x}, 8259 PICs {}", summary.revision, summary.local_apic_address, if summary.legacy_pics { "present" } else { "absent" });
+    log::info!(
+        "ACPI: revision {}, local APIC at {:#x}, 8259 PICs {}",
+        summary.revision,
+        summary.local_apic_address,
+        if summary.legacy_pics { "present" } else { "absent" }
+    );
     log::info!("ACPI: MADT lists {} processors", summary.processors.count);
     for processor in summary.processors.as_slice() {
-        log::info!("ACPI:   processor {} APIC id {} {}", processor.processor_id, processor.apic_id, if processor.usable { "enabled" } else { "disabled" });
+        log::info!(
+            "ACPI:   processor {} APIC id {} {}",
+            processor.processor_id,
+            processor.apic_id,
+            if processor.usable { "enabled" } else { "disabled" }
+        );
     }
     for io_apic in summary.io_apics.as_slice() {
         log::info!("ACPI: IOAPIC id {} at {:#x}, GSI base {}", io_apic.id, io_apic.address, io_apic.interrupt_base);

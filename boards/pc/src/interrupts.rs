@@ -73,7 +73,13 @@ fn trap_entry(_frame: &mut TrapFrame) {
 
 /// Marks the 2 MiB pages of the device registers uncached, before any CPU maps them.
 fn map_devices_uncached(acpi: &AcpiSummary, xapic_base: usize) {
-    let devices = acpi.io_apics.as_slice().iter().map(|io_apic| io_apic.address as u64).chain(acpi.hpet.map(|hpet| hpet as u64)).chain([xapic_base as u64]);
+    let devices = acpi
+        .io_apics
+        .as_slice()
+        .iter()
+        .map(|io_apic| io_apic.address as u64)
+        .chain(acpi.hpet.map(|hpet| hpet as u64))
+        .chain([xapic_base as u64]);
     for address in devices {
         // SAFETY: these pages hold only the chipset's device registers (the APIC, I/O APIC
         // and HPET windows at 0xfec00000-0xfeffffff); no other CPU runs yet.
@@ -139,7 +145,12 @@ pub fn start(acpi: Option<&AcpiSummary>, cpu: &'static X86Cpu, reference: &'stat
     if let Err(error) = hinoki_kernel::tick::start(Trigger::EdgeRising) {
         log::warn!("pc: no periodic tick: {:?}", error);
     }
-    if let Err(error) = hinoki_kernel::irq::request_percpu_irq(TLB_SHOOTDOWN_VECTOR as u32, "TLB shootdowns", crate::smp::handle_tlb_shootdown, Trigger::EdgeRising) {
+    if let Err(error) = hinoki_kernel::irq::request_percpu_irq(
+        TLB_SHOOTDOWN_VECTOR as u32,
+        "TLB shootdowns",
+        crate::smp::handle_tlb_shootdown,
+        Trigger::EdgeRising,
+    ) {
         log::warn!("pc: no TLB shootdown vector: {:?}", error);
     }
     if let Err(error) = hinoki_kernel::tty::start_receive_interrupt(COM1_IRQ, Trigger::EdgeRising, COM1_DEVICE_NAME) {

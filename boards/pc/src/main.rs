@@ -17,7 +17,10 @@ use acpi_tables::{AcpiSummary, Register};
 use boot_information::BootInformation;
 use hinoki_arch_x86_64::mmu::{self as kernel_mmu, X86Mmu};
 use hinoki_arch_x86_64::{port, power, tsc, BootProtocol, Hpet, Tsc, X86Cpu};
-use hinoki_interface::{Clock, ClockEvent, Console, ContextSwitch, Cpu, CpuStartError, ExitStatus, InterruptController, MemoryKind, MemoryRegion, Mmu, Platform, SecondaryEntry};
+use hinoki_interface::{
+    Clock, ClockEvent, Console, ContextSwitch, Cpu, CpuStartError, ExitStatus, InterruptController, MemoryKind, MemoryRegion, Mmu,
+    Platform, SecondaryEntry,
+};
 use hinoki_kernel::sync::Once;
 use ns16550::{Ns16550, RegisterAccess};
 
@@ -205,7 +208,13 @@ fn board_main(protocol: BootProtocol) -> ! {
         .memory
         .reserve(0, memory_map::LOW_MEMORY_SIZE, MemoryKind::Reserved)
         .and_then(|()| boot.memory.reserve(image_start, image_size, MemoryKind::KernelImage))
-        .and_then(|()| boot.memory.reserve(memory_map::CHIPSET_MMIO_START, memory_map::CHIPSET_MMIO_END - memory_map::CHIPSET_MMIO_START, MemoryKind::Mmio));
+        .and_then(|()| {
+            boot.memory.reserve(
+                memory_map::CHIPSET_MMIO_START,
+                memory_map::CHIPSET_MMIO_END - memory_map::CHIPSET_MMIO_START,
+                MemoryKind::Mmio,
+            )
+        });
     if reserved.is_err() {
         early_failure(&console, format_args!("memory map full"));
     }
@@ -244,7 +253,12 @@ fn board_main(protocol: BootProtocol) -> ! {
 
 /// Logs what the loader and the firmware tables described.
 fn log_devices(board: &Pc) {
-    log::info!("pc: booted via {}, {} RAM ranges, UART ns16550 at port {:#x}", board.boot.protocol, board.boot.ram_entries, memory_map::COM1_PORT);
+    log::info!(
+        "pc: booted via {}, {} RAM ranges, UART ns16550 at port {:#x}",
+        board.boot.protocol,
+        board.boot.ram_entries,
+        memory_map::COM1_PORT
+    );
     if board.boot.unmapped_ram > 0 {
         log::warn!("pc: {} MiB of RAM above the identity map left unused", board.boot.unmapped_ram >> 20);
     }

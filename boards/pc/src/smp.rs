@@ -53,14 +53,21 @@ pub fn apic_id_of(acpi: &AcpiSummary, cpu: u32) -> Option<u32> {
     if cpu == 0 {
         return Some(boot);
     }
-    acpi.processors.as_slice().iter().filter(|processor| processor.usable && processor.apic_id != boot).nth(cpu as usize - 1).map(|processor| processor.apic_id)
+    acpi.processors
+        .as_slice()
+        .iter()
+        .filter(|processor| processor.usable && processor.apic_id != boot)
+        .nth(cpu as usize - 1)
+        .map(|processor| processor.apic_id)
 }
 
 /// How many CPUs can be brought up: the MADT's usable processors, at most the per-CPU
 /// slots; 1 without ACPI tables or APICs.
 pub fn possible_cpus(acpi: Option<&AcpiSummary>) -> u32 {
     match acpi {
-        Some(acpi) if interrupts::controller().is_some() => acpi.processors.as_slice().iter().filter(|processor| processor.usable).count().clamp(1, MAX_CPUS) as u32,
+        Some(acpi) if interrupts::controller().is_some() => {
+            acpi.processors.as_slice().iter().filter(|processor| processor.usable).count().clamp(1, MAX_CPUS) as u32
+        }
         _ => 1,
     }
 }
@@ -69,7 +76,13 @@ pub fn possible_cpus(acpi: Option<&AcpiSummary>) -> u32 {
 /// sets itself up ([`application_processor_entry`]) and calls `entry(cpu)` on `stack_top`.
 /// The kernel starts CPUs one at a time and waits for each, so the trampoline's single data
 /// block is free again when the next one starts.
-pub fn start_cpu(acpi: Option<&AcpiSummary>, clock: &dyn Clock, cpu: u32, stack_top: usize, entry: SecondaryEntry) -> Result<(), CpuStartError> {
+pub fn start_cpu(
+    acpi: Option<&AcpiSummary>,
+    clock: &dyn Clock,
+    cpu: u32,
+    stack_top: usize,
+    entry: SecondaryEntry,
+) -> Result<(), CpuStartError> {
     let acpi = acpi.ok_or(CpuStartError::Unsupported)?;
     if interrupts::controller().is_none() {
         return Err(CpuStartError::Unsupported);
@@ -86,7 +99,15 @@ pub fn start_cpu(acpi: Option<&AcpiSummary>, clock: &dyn Clock, cpu: u32, stack_
     IST_TOPS[cpu as usize][1].store(critical_top, Ordering::Relaxed);
     ENTRIES[cpu as usize].store(entry as usize, Ordering::Release);
     let (cr0, cr3, cr4, efer) = smp::boot_cpu_state();
-    let data = smp::TrampolineData { cr3, cr4, cr0, efer, stack_top: stack_top as u64, entry: application_processor_entry as *const () as u64, cpu: cpu as u64 };
+    let data = smp::TrampolineData {
+        cr3,
+        cr4,
+        cr0,
+        efer,
+        stack_top: stack_top as u64,
+        entry: application_processor_entry as *const () as u64,
+        cpu: cpu as u64,
+    };
     // The kernel's page tables keep the first MiB read-write and no-execute: open the
     // trampoline page for the copy, then make it read-execute for the processor that runs it.
     let trampoline_page = VirtualAddress(smp::TRAMPOLINE_ADDRESS);

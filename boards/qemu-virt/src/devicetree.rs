@@ -114,9 +114,7 @@ pub unsafe fn parse(address: usize) -> Result<Devices, DeviceTreeError> {
     let tree: Fdt<'static> = unsafe { Fdt::from_ptr(address as *const u8) }.map_err(DeviceTreeError::Invalid)?;
     let mut memory = MemoryMap::new();
     for region in tree.memory().regions() {
-        memory
-            .add_ram(region.starting_address as u64, region.size.unwrap_or(0) as u64)
-            .map_err(|_| DeviceTreeError::TooManyRegions)?;
+        memory.add_ram(region.starting_address as u64, region.size.unwrap_or(0) as u64).map_err(|_| DeviceTreeError::TooManyRegions)?;
     }
     for reservation in tree.memory_reservations() {
         memory
@@ -132,9 +130,7 @@ pub unsafe fn parse(address: usize) -> Result<Devices, DeviceTreeError> {
             }
         }
     }
-    memory
-        .reserve(address as u64, tree.total_size() as u64, MemoryKind::Reserved)
-        .map_err(|_| DeviceTreeError::TooManyRegions)?;
+    memory.reserve(address as u64, tree.total_size() as u64, MemoryKind::Reserved).map_err(|_| DeviceTreeError::TooManyRegions)?;
 
     let uart_node = tree
         .chosen()
@@ -142,11 +138,8 @@ pub unsafe fn parse(address: usize) -> Result<Devices, DeviceTreeError> {
         .filter(|node| node.compatible().is_some_and(|c| c.all().any(|s| s == "arm,pl011")))
         .or_else(|| tree.find_compatible(&["arm,pl011"]))
         .ok_or(DeviceTreeError::Missing("arm,pl011 UART"))?;
-    let uart = uart_node
-        .reg()
-        .and_then(|mut regions| regions.next())
-        .ok_or(DeviceTreeError::Missing("UART registers"))?
-        .starting_address as u64;
+    let uart =
+        uart_node.reg().and_then(|mut regions| regions.next()).ok_or(DeviceTreeError::Missing("UART registers"))?.starting_address as u64;
     let uart_clock_hz = uart_node
         .property("clocks")
         .and_then(|clocks| cells(clocks.value).next())
@@ -237,11 +230,8 @@ pub unsafe fn parse(address: usize) -> Result<Devices, DeviceTreeError> {
         memory.reserve(start, size, MemoryKind::Mmio).map_err(|_| DeviceTreeError::TooManyRegions)?;
     }
 
-    let psci = tree
-        .find_node("/psci")
-        .and_then(|node| node.property("method"))
-        .and_then(|method| method.as_str())
-        .and_then(Conduit::from_method);
+    let psci =
+        tree.find_node("/psci").and_then(|node| node.property("method")).and_then(|method| method.as_str()).and_then(Conduit::from_method);
 
     let mut cpu_affinities = [0u64; MAX_CPUS];
     for (slot, cpu) in cpu_affinities.iter_mut().zip(tree.cpus()) {

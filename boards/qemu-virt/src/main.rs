@@ -4,17 +4,20 @@
 
 mod devicetree;
 mod interrupts;
-mod smp;
 #[allow(dead_code)]
 mod memory_map;
+mod smp;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use devicetree::{Devices, GicDescription};
-use hinoki_arch_aarch64::psci::{self, Conduit};
 use hinoki_arch_aarch64::mmu::{self, Aarch64Mmu};
+use hinoki_arch_aarch64::psci::{self, Conduit};
 use hinoki_arch_aarch64::{semihosting, Aarch64Cpu, GenericTimerCounter};
-use hinoki_interface::{Clock, ClockEvent, Console, ContextSwitch, Cpu, CpuStartError, ExitStatus, InterruptController, MemoryKind, MemoryRegion, Mmu, Platform, SecondaryEntry};
+use hinoki_interface::{
+    Clock, ClockEvent, Console, ContextSwitch, Cpu, CpuStartError, ExitStatus, InterruptController, MemoryKind, MemoryRegion, Mmu,
+    Platform, SecondaryEntry,
+};
 use hinoki_kernel::sync::Once;
 use pl011::Pl011;
 

@@ -174,10 +174,23 @@ mod tests {
     /// What QEMU 10 writes at 0x100 for `-M raspi3b -append 'ktest=foo bar'`.
     fn qemu_list() -> Vec<u8> {
         encode(&[
-            5, TAG_CORE, 1, 0x1000, 0, //
-            4, TAG_MEMORY, 0x3c00_0000, 0, //
-            6, TAG_COMMAND_LINE, 0x7365_746b, 0x6f66_3d74, 0x6162_206f, 0x0000_0072, //
-            0, 0,
+            5,
+            TAG_CORE,
+            1,
+            0x1000,
+            0, //
+            4,
+            TAG_MEMORY,
+            0x3c00_0000,
+            0, //
+            6,
+            TAG_COMMAND_LINE,
+            0x7365_746b,
+            0x6f66_3d74,
+            0x6162_206f,
+            0x0000_0072, //
+            0,
+            0,
         ])
     }
 
@@ -227,7 +240,10 @@ mod tests {
     fn zero_and_one_word_sizes_do_not_loop() {
         for size in [0u32, 1] {
             let bytes = encode(&[2, TAG_CORE, size, 0x1234_5678, 0, 0]);
-            assert_eq!(Atags::new(&bytes).collect::<Vec<_>>(), [Ok(Tag::Core { flags: 0, page_size: 0 }), Err(AtagError::BadSize { offset: 8 })]);
+            assert_eq!(
+                Atags::new(&bytes).collect::<Vec<_>>(),
+                [Ok(Tag::Core { flags: 0, page_size: 0 }), Err(AtagError::BadSize { offset: 8 })]
+            );
         }
     }
 

@@ -337,7 +337,10 @@ mod device_tree_tests {
         let tree = fdt::Fdt::new(EDITED_BY_QEMU).unwrap();
         let information = BootInformation::from_device_tree(&tree, 0x800_0000);
         assert_eq!(information.ram.as_slice(), [Range { start: 0, end: 0x3c00_0000 }]);
-        assert_eq!(information.reserved.as_slice(), [Range { start: 0x200_0000, end: 0x200_4000 }, Range { start: 0x100_0000, end: 0x101_0000 }]);
+        assert_eq!(
+            information.reserved.as_slice(),
+            [Range { start: 0x200_0000, end: 0x200_4000 }, Range { start: 0x100_0000, end: 0x101_0000 }]
+        );
         assert_eq!(information.command_line.as_str(), "ktest from-dtb");
     }
 
@@ -347,7 +350,10 @@ mod device_tree_tests {
         let information = BootInformation::from_device_tree(&tree, 0x800_0000);
         assert_eq!(information.source, BootSource::DeviceTree { address: 0x800_0000, size: MINIMAL.len() as u64 });
         assert_eq!(information.ram.as_slice(), [Range { start: 0, end: 0x3b40_0000 }]);
-        assert_eq!(information.reserved.as_slice(), [Range { start: 0x200_0000, end: 0x200_4000 }, Range { start: 0x100_0000, end: 0x101_0000 }]);
+        assert_eq!(
+            information.reserved.as_slice(),
+            [Range { start: 0x200_0000, end: 0x200_4000 }, Range { start: 0x100_0000, end: 0x101_0000 }]
+        );
         assert_eq!(information.command_line.as_str(), "ktest from-dtb");
     }
 }

@@ -8,8 +8,8 @@
 
 pub mod atags;
 mod board_main;
-mod ktests;
 pub mod boot_information;
+mod ktests;
 pub mod platform;
 pub mod power_management;
 

@@ -220,7 +220,13 @@ impl<C: Cpu, K: Clock> Raspi<C, K> {
         }
         match &self.console {
             SerialConsole::Pl011(uart) => {
-                log::info!("{}: console pl011 at {:#x}, GPIO14/15 ALT0, {} baud from {} Hz", board, uart.base(), CONSOLE_BAUD, self.model.uart_clock_hz)
+                log::info!(
+                    "{}: console pl011 at {:#x}, GPIO14/15 ALT0, {} baud from {} Hz",
+                    board,
+                    uart.base(),
+                    CONSOLE_BAUD,
+                    self.model.uart_clock_hz
+                )
             }
             SerialConsole::MiniUart(uart) => log::info!(
                 "{}: console mini-UART at {:#x}, GPIO14/15 ALT5, {} baud from {} Hz core clock (divisor {:?})",

@@ -32,7 +32,10 @@ pub fn build_with(board: &Board, release: bool, defmt: bool) -> Result<Built, St
         command.arg("--release");
     }
     if defmt {
-        command.args(["--features", "defmt", "--target-dir"]).arg(crate::target_directory().join("defmt")).env("DEFMT_LOG", std::env::var("DEFMT_LOG").unwrap_or_else(|_| "info".into()));
+        command
+            .args(["--features", "defmt", "--target-dir"])
+            .arg(crate::target_directory().join("defmt"))
+            .env("DEFMT_LOG", std::env::var("DEFMT_LOG").unwrap_or_else(|_| "info".into()));
     }
     let status = command.status().map_err(|e| format!("running cargo: {e}"))?;
     if !status.success() {
@@ -40,7 +43,11 @@ pub fn build_with(board: &Board, release: bool, defmt: bool) -> Result<Built, St
     }
     let target_directory = if defmt { crate::target_directory().join("defmt") } else { crate::target_directory() };
     let elf = target_directory.join(&board.target).join(profile).join(&board.binary);
-    let output_directory = crate::target_directory().join("hinoki").join(&board.board).join(if defmt { format!("{profile}-defmt") } else { profile.to_string() });
+    let output_directory = crate::target_directory().join("hinoki").join(&board.board).join(if defmt {
+        format!("{profile}-defmt")
+    } else {
+        profile.to_string()
+    });
     std::fs::create_dir_all(&output_directory).map_err(|e| e.to_string())?;
     let kernel = match board.image {
         ImageFormat::Elf => elf.clone(),

@@ -75,7 +75,8 @@ pub fn describe(command: &Command) -> String {
 pub fn run_interactive(options: &crate::Options) -> Result<(), String> {
     let board = crate::boards::find(options.board.as_deref())?;
     let built = crate::image::build_with(&board, options.release, options.defmt)?;
-    let launch = Launch { machine: options.machine.clone(), smp: options.smp, append: options.append.clone(), gdb: options.gdb, extra: vec![] };
+    let launch =
+        Launch { machine: options.machine.clone(), smp: options.smp, append: options.append.clone(), gdb: options.gdb, extra: vec![] };
     let command = command(&board, &built, &launch)?;
     // mon:stdio multiplexes the QEMU monitor on the terminal: Ctrl-A X quits, Ctrl-A C toggles.
     let arguments: Vec<String> =
@@ -92,7 +93,12 @@ pub fn run_interactive(options: &crate::Options) -> Result<(), String> {
         return run_with_defmt_decoder(command, &built);
     }
     let symbolizer = Symbolizer::new(&built.elf).ok();
-    let mut child = command.stdin(Stdio::inherit()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().map_err(|e| format!("starting QEMU: {e}"))?;
+    let mut child = command
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("starting QEMU: {e}"))?;
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut line = Vec::new();
     let mut buffer = [0u8; 4096];
@@ -127,7 +133,12 @@ pub fn run_interactive(options: &crate::Options) -> Result<(), String> {
 /// Pipes QEMU's console through `defmt-print -e ELF`, installing defmt-print if needed.
 fn run_with_defmt_decoder(mut command: Command, built: &Built) -> Result<(), String> {
     crate::setup::ensure_defmt_print()?;
-    let mut qemu = command.stdin(Stdio::inherit()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().map_err(|e| format!("starting QEMU: {e}"))?;
+    let mut qemu = command
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("starting QEMU: {e}"))?;
     let frames = qemu.stdout.take().expect("piped stdout");
     let mut decoder = Command::new("defmt-print")
         .args(["-e", &built.elf.display().to_string(), "--show-skipped-frames"])
@@ -169,7 +180,12 @@ impl Session {
     /// Starts QEMU with piped console; `timeout` bounds the whole session.
     pub fn start(mut command: Command, timeout: Duration) -> Result<Session, String> {
         let started = Instant::now();
-        let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("starting QEMU: {e}"))?;
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting QEMU: {e}"))?;
         let output = Arc::new(Mutex::new(Vec::new()));
         let mut stdout = child.stdout.take().expect("piped stdout");
         let mut stderr = child.stderr.take().expect("piped stderr");
@@ -228,7 +244,11 @@ impl Session {
     /// Types a line into the console (with a carriage return, as a terminal sends).
     pub fn send_line(&mut self, line: &str) -> Result<(), String> {
         let stdin = self.stdin.as_mut().ok_or("console input closed")?;
-        stdin.write_all(line.as_bytes()).and_then(|_| stdin.write_all(b"\r")).and_then(|_| stdin.flush()).map_err(|e| format!("writing to the console: {e}"))
+        stdin
+            .write_all(line.as_bytes())
+            .and_then(|_| stdin.write_all(b"\r"))
+            .and_then(|_| stdin.flush())
+            .map_err(|e| format!("writing to the console: {e}"))
     }
 
     /// Waits for QEMU to exit, killing it at the deadline.

@@ -10,7 +10,8 @@ pub fn ensure_target(target: &str) -> Result<(), String> {
         Ok(output) if String::from_utf8_lossy(&output.stdout).lines().any(|line| line.trim() == target) => Ok(()),
         Ok(_) => {
             eprintln!("xtask: installing the {target} target (rustup target add {target})");
-            let status = Command::new("rustup").args(["target", "add", target]).current_dir(crate::root()).status().map_err(|e| e.to_string())?;
+            let status =
+                Command::new("rustup").args(["target", "add", target]).current_dir(crate::root()).status().map_err(|e| e.to_string())?;
             if status.success() {
                 Ok(())
             } else {

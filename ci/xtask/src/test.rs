@@ -121,8 +121,21 @@ fn compile(pattern: &str) -> Result<Regex, String> {
     Regex::new(pattern).map_err(|e| format!("bad pattern /{pattern}/ in tests/matrix.toml: {e}"))
 }
 
-fn run_suite(config: &Config, board: &Board, built: &Built, suite: &Suite, symbolizer: Option<&Symbolizer>, default_timeout: u64) -> Outcome {
-    let launch = Launch { machine: config.machine.clone(), smp: config.smp, append: Some(template(&suite.append, board)), gdb: false, extra: vec![] };
+fn run_suite(
+    config: &Config,
+    board: &Board,
+    built: &Built,
+    suite: &Suite,
+    symbolizer: Option<&Symbolizer>,
+    default_timeout: u64,
+) -> Outcome {
+    let launch = Launch {
+        machine: config.machine.clone(),
+        smp: config.smp,
+        append: Some(template(&suite.append, board)),
+        gdb: false,
+        extra: vec![],
+    };
     let mut outcome = Outcome {
         config: config.name.clone(),
         board: board.board.clone(),
@@ -254,8 +267,9 @@ fn run_suite(config: &Config, board: &Board, built: &Built, suite: &Suite, symbo
 /// `cargo xtask test`.
 pub fn run(options: &crate::Options) -> Result<(), String> {
     let matrix_path = crate::root().join("tests/matrix.toml");
-    let matrix: Matrix = toml::from_str(&std::fs::read_to_string(&matrix_path).map_err(|e| format!("reading {}: {e}", matrix_path.display()))?)
-        .map_err(|e| format!("{}: {e}", matrix_path.display()))?;
+    let matrix: Matrix =
+        toml::from_str(&std::fs::read_to_string(&matrix_path).map_err(|e| format!("reading {}: {e}", matrix_path.display()))?)
+            .map_err(|e| format!("{}: {e}", matrix_path.display()))?;
     let configs: Vec<&Config> = matrix
         .config
         .iter()
@@ -287,7 +301,8 @@ pub fn run(options: &crate::Options) -> Result<(), String> {
     for config in &configs {
         for suite in matrix.suite.iter().filter(|suite| suite.applies_to(&config.board)) {
             let entry = built.entry((config.board.clone(), suite.defmt)).or_insert_with(|| {
-                crate::boards::find(Some(&config.board)).and_then(|board| crate::image::build_with(&board, false, suite.defmt).map(|b| (board, b)))
+                crate::boards::find(Some(&config.board))
+                    .and_then(|board| crate::image::build_with(&board, false, suite.defmt).map(|b| (board, b)))
             });
             let (board, image) = match entry {
                 Ok(pair) => (&pair.0, &pair.1),

@@ -166,7 +166,12 @@ impl<A: LocalApicAccess + 'static> Apic<A> {
     fn program_line(&self, lines: &mut Lines, irq: u32) -> Result<(), IrqError> {
         let route = self.routing.route(irq).ok_or(IrqError::InvalidIrq(irq))?;
         let index = irq as usize;
-        let entry = redirection_entry(vector::IO_APIC_VECTOR_BASE + irq as u8, lines.triggers[index], lines.destinations[index], !lines.enabled[index]);
+        let entry = redirection_entry(
+            vector::IO_APIC_VECTOR_BASE + irq as u8,
+            lines.triggers[index],
+            lines.destinations[index],
+            !lines.enabled[index],
+        );
         let (io_apic, pin) = lines
             .io_apics
             .iter()
@@ -385,8 +390,14 @@ mod tests {
 
     fn controller(io_apic: &mut [u32; 8]) -> Apic<FakeLocal> {
         io_apic[4] = 0x0017_0020;
-        let local: &'static FakeLocal = std::boxed::Box::leak(std::boxed::Box::new(FakeLocal { registers: Mutex::new([0; 64]), sent: Mutex::new(Vec::new()), vector: AtomicU32::new(0), id: 5 }));
-        let overrides = [SourceOverride { irq: 0, global_interrupt: 2, flags: 0 }, SourceOverride { irq: 9, global_interrupt: 9, flags: 0xd }];
+        let local: &'static FakeLocal = std::boxed::Box::leak(std::boxed::Box::new(FakeLocal {
+            registers: Mutex::new([0; 64]),
+            sent: Mutex::new(Vec::new()),
+            vector: AtomicU32::new(0),
+            id: 5,
+        }));
+        let overrides =
+            [SourceOverride { irq: 0, global_interrupt: 2, flags: 0 }, SourceOverride { irq: 9, global_interrupt: 9, flags: 0xd }];
         // SAFETY: `io_apic` stands in for the register window and outlives the controller in
         // each test.
         unsafe { Apic::new(local, &CPU, &[(io_apic.as_mut_ptr() as usize, 0)], &overrides) }

@@ -190,13 +190,15 @@ mod tests {
         assert_eq!(fixed.x2apic_value(), 0x0000_0003_0000_40e1);
         assert_eq!(fixed.xapic_value(), (0x0300_0000, 0x0000_40e1));
         // INIT assert: delivery 101, level, assert.
-        let init = InterruptCommand { vector: 0, delivery: DeliveryMode::Init, destination: 1, shorthand: Shorthand::None, deassert: false };
+        let init =
+            InterruptCommand { vector: 0, delivery: DeliveryMode::Init, destination: 1, shorthand: Shorthand::None, deassert: false };
         assert_eq!(init.x2apic_value(), 0x0000_0001_0000_c500);
         // INIT de-assert: level trigger, level bit clear.
         let deassert = InterruptCommand { deassert: true, ..init };
         assert_eq!(deassert.x2apic_value(), 0x0000_0001_0000_8500);
         // Start-up at page 8 (0x8000).
-        let startup = InterruptCommand { vector: 0x08, delivery: DeliveryMode::Startup, destination: 2, shorthand: Shorthand::None, deassert: false };
+        let startup =
+            InterruptCommand { vector: 0x08, delivery: DeliveryMode::Startup, destination: 2, shorthand: Shorthand::None, deassert: false };
         assert_eq!(startup.x2apic_value(), 0x0000_0002_0000_4608);
         // All but self: no destination bits.
         let broadcast = InterruptCommand { shorthand: Shorthand::AllExcludingSelf, ..InterruptCommand::fixed(0xf1, 7) };

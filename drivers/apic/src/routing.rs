@@ -95,9 +95,8 @@ pub struct IsaRouting {
 impl IsaRouting {
     /// Resolves `overrides` (entries for IRQs above 15 are ignored).
     pub fn new(overrides: &[SourceOverride]) -> Self {
-        let mut routes: [Option<Route>; ISA_IRQ_COUNT as usize] = core::array::from_fn(|irq| {
-            Some(Route { global_interrupt: irq as u32, polarity: Some(Polarity::High), level: Some(false) })
-        });
+        let mut routes: [Option<Route>; ISA_IRQ_COUNT as usize] =
+            core::array::from_fn(|irq| Some(Route { global_interrupt: irq as u32, polarity: Some(Polarity::High), level: Some(false) }));
         for entry in overrides.iter().filter(|entry| (entry.irq as u32) < ISA_IRQ_COUNT) {
             routes[entry.irq as usize] = Some(Route {
                 global_interrupt: entry.global_interrupt,
@@ -183,7 +182,10 @@ mod tests {
 
     #[test]
     fn flags_decode_polarity_and_mode() {
-        let routing = IsaRouting::new(&[SourceOverride { irq: 3, global_interrupt: 19, flags: 0b1111 }, SourceOverride { irq: 7, global_interrupt: 7, flags: 0b0100 }]);
+        let routing = IsaRouting::new(&[
+            SourceOverride { irq: 3, global_interrupt: 19, flags: 0b1111 },
+            SourceOverride { irq: 7, global_interrupt: 7, flags: 0b0100 },
+        ]);
         let moved = routing.route(3).unwrap();
         assert_eq!((moved.global_interrupt, moved.polarity, moved.level), (19, Some(Polarity::Low), Some(true)));
         assert_eq!(moved.trigger(Trigger::LevelHigh), Ok(Trigger::LevelLow));

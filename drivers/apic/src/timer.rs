@@ -167,7 +167,11 @@ mod tests {
     }
 
     fn fake() -> &'static FakeLocal {
-        std::boxed::Box::leak(std::boxed::Box::new(FakeLocal { registers: Mutex::new([0; 64]), tsc: AtomicU64::new(0), deadline: AtomicU64::new(0) }))
+        std::boxed::Box::leak(std::boxed::Box::new(FakeLocal {
+            registers: Mutex::new([0; 64]),
+            tsc: AtomicU64::new(0),
+            deadline: AtomicU64::new(0),
+        }))
     }
 
     #[test]

@@ -5,7 +5,10 @@ use core::sync::atomic::{fence, AtomicU32, AtomicU8, Ordering};
 use hinoki_interface::{Cpu, InterruptController, IpiTarget, IrqError, Trigger};
 
 use crate::registers::{ConfigurationLock, Frame};
-use crate::{configuration_bit, enable_bit, line_count_from_type, trigger_configuration, DEFAULT_PRIORITY, FIRST_SPECIAL_ID, FIRST_SPI, MAX_CPUS, PRIORITY_MASK_ALL, SGI_COUNT};
+use crate::{
+    configuration_bit, enable_bit, line_count_from_type, trigger_configuration, DEFAULT_PRIORITY, FIRST_SPECIAL_ID, FIRST_SPI, MAX_CPUS,
+    PRIORITY_MASK_ALL, SGI_COUNT,
+};
 
 /// Distributor register offsets.
 pub mod distributor {
@@ -220,11 +223,8 @@ impl InterruptController for GicV2 {
     }
 
     fn end_of_interrupt(&self, irq: u32) {
-        let value = if irq < SGI_COUNT {
-            self.active_sgi.get(self.current_cpu()).map_or(irq, |slot| slot.load(Ordering::Relaxed))
-        } else {
-            irq
-        };
+        let value =
+            if irq < SGI_COUNT { self.active_sgi.get(self.current_cpu()).map_or(irq, |slot| slot.load(Ordering::Relaxed)) } else { irq };
         self.cpu_interface.write32(cpu_interface::END_OF_INTERRUPT, value);
     }
 

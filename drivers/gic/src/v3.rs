@@ -5,7 +5,10 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use hinoki_interface::{Cpu, InterruptController, IpiTarget, IrqError, Trigger};
 
 use crate::registers::{ConfigurationLock, Frame};
-use crate::{configuration_bit, enable_bit, line_count_from_type, trigger_configuration, DEFAULT_PRIORITY, FIRST_SPECIAL_ID, FIRST_SPI, MAX_CPUS, PRIORITY_MASK_ALL, SGI_COUNT};
+use crate::{
+    configuration_bit, enable_bit, line_count_from_type, trigger_configuration, DEFAULT_PRIORITY, FIRST_SPECIAL_ID, FIRST_SPI, MAX_CPUS,
+    PRIORITY_MASK_ALL, SGI_COUNT,
+};
 
 /// Distributor register offsets.
 pub mod distributor {
@@ -120,7 +123,12 @@ pub fn sgi_to_affinity(mpidr: u64, sgi: u32) -> u64 {
     let affinity1 = (mpidr >> 8) & 0xff;
     let affinity2 = (mpidr >> 16) & 0xff;
     let affinity3 = (mpidr >> 32) & 0xff;
-    (1 << (affinity0 % 16)) | (affinity1 << 16) | (((sgi & 0xf) as u64) << 24) | (affinity2 << 32) | ((affinity0 / 16) << 44) | (affinity3 << 48)
+    (1 << (affinity0 % 16))
+        | (affinity1 << 16)
+        | (((sgi & 0xf) as u64) << 24)
+        | (affinity2 << 32)
+        | ((affinity0 / 16) << 44)
+        | (affinity3 << 48)
 }
 
 /// The ICC_SGI1R_EL1 value that sends SGI `sgi` to every CPU but the sender.

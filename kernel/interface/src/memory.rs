@@ -101,7 +101,11 @@ impl<const N: usize> MemoryMap<N> {
                 let aligned_start = from.div_ceil(PAGE_SIZE) * PAGE_SIZE;
                 let aligned_end = to / PAGE_SIZE * PAGE_SIZE;
                 if aligned_end > aligned_start {
-                    visit(MemoryRegion { start: PhysicalAddress(aligned_start), size: aligned_end - aligned_start, kind: MemoryKind::Usable });
+                    visit(MemoryRegion {
+                        start: PhysicalAddress(aligned_start),
+                        size: aligned_end - aligned_start,
+                        kind: MemoryKind::Usable,
+                    });
                 }
             };
             while cursor < ram_end {
@@ -158,10 +162,7 @@ mod tests {
         map.reserve(0x4000_0000, 0x1000, MemoryKind::Reserved).unwrap();
         map.reserve(0x4400_0000, 0x10_0000, MemoryKind::Reserved).unwrap();
         map.reserve(0x0900_0000, 0x1000, MemoryKind::Mmio).unwrap();
-        assert_eq!(
-            usable(&map),
-            [(0x4000_1000, 0x4020_0000), (0x4030_1000, 0x4400_0000), (0x4410_0000, 0x4800_0000)]
-        );
+        assert_eq!(usable(&map), [(0x4000_1000, 0x4020_0000), (0x4030_1000, 0x4400_0000), (0x4410_0000, 0x4800_0000)]);
         assert_eq!(map.total_ram(), 0x800_0000);
     }
 

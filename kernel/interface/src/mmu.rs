@@ -101,7 +101,11 @@ pub trait Mmu: Sync {
 
     /// Calls `visit(virtual address, physical address, size, flags)` for every mapping of
     /// `space`, in address order, as the live tables hold it (for checks such as W^X).
-    fn for_each_mapping(&self, space: AddressSpace, visit: &mut dyn FnMut(VirtualAddress, PhysicalAddress, usize, PageFlags)) -> Result<(), MapError>;
+    fn for_each_mapping(
+        &self,
+        space: AddressSpace,
+        visit: &mut dyn FnMut(VirtualAddress, PhysicalAddress, usize, PageFlags),
+    ) -> Result<(), MapError>;
 
     /// Invalidates the calling CPU's TLB entries for a range.
     fn flush_tlb_local(&self, virtual_address: VirtualAddress, size: usize);

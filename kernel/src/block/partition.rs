@@ -117,7 +117,14 @@ pub fn read_partition_table(device: &dyn BlockDevice) -> Result<PartitionTable> 
             continue;
         }
         check_range(device, first_block, block_count)?;
-        entries.push(PartitionEntry { number: index as u32 + 1, first_block, block_count, mbr_type: kind, gpt_type: [0; 16], name: String::new() });
+        entries.push(PartitionEntry {
+            number: index as u32 + 1,
+            first_block,
+            block_count,
+            mbr_type: kind,
+            gpt_type: [0; 16],
+            name: String::new(),
+        });
         if MBR_EXTENDED_TYPES.contains(&kind) {
             read_logical_partitions(device, first_block, block_count, &mut entries)?;
         }
@@ -125,7 +132,12 @@ pub fn read_partition_table(device: &dyn BlockDevice) -> Result<PartitionTable> 
     Ok(PartitionTable { scheme: PartitionScheme::Mbr, entries })
 }
 
-fn read_logical_partitions(device: &dyn BlockDevice, extended_start: u64, extended_length: u64, entries: &mut Vec<PartitionEntry>) -> Result<()> {
+fn read_logical_partitions(
+    device: &dyn BlockDevice,
+    extended_start: u64,
+    extended_length: u64,
+    entries: &mut Vec<PartitionEntry>,
+) -> Result<()> {
     let mut boot_record = extended_start;
     let mut number = 5;
     loop {
@@ -200,10 +212,19 @@ fn read_gpt(device: &dyn BlockDevice) -> Result<PartitionTable> {
         if first_block < first_usable || last_block < first_block || last_block > last_usable {
             return Err(Errno::EINVAL);
         }
-        let name: String = char::decode_utf16((0..36).map(|unit| u16::from_le_bytes([entry[56 + unit * 2], entry[57 + unit * 2]])).take_while(|&unit| unit != 0))
-            .map(|character| character.unwrap_or('?'))
-            .collect();
-        entries.push(PartitionEntry { number: index as u32 + 1, first_block, block_count: last_block - first_block + 1, mbr_type: 0, gpt_type, name });
+        let name: String = char::decode_utf16(
+            (0..36).map(|unit| u16::from_le_bytes([entry[56 + unit * 2], entry[57 + unit * 2]])).take_while(|&unit| unit != 0),
+        )
+        .map(|character| character.unwrap_or('?'))
+        .collect();
+        entries.push(PartitionEntry {
+            number: index as u32 + 1,
+            first_block,
+            block_count: last_block - first_block + 1,
+            mbr_type: 0,
+            gpt_type,
+            name,
+        });
     }
     Ok(PartitionTable { scheme: PartitionScheme::Gpt, entries })
 }
@@ -222,7 +243,13 @@ impl Partition {
     /// The partition `entry` of `disk`, named like Linux (`vda1`, `mmcblk0p1`).
     pub fn new(disk: Arc<dyn BlockDevice>, entry: &PartitionEntry) -> Self {
         let separator = if disk.name().ends_with(|character: char| character.is_ascii_digit()) { "p" } else { "" };
-        Partition { name: format!("{}{}{}", disk.name(), separator, entry.number), first_block: entry.first_block, block_count: entry.block_count, number: entry.number, disk }
+        Partition {
+            name: format!("{}{}{}", disk.name(), separator, entry.number),
+            first_block: entry.first_block,
+            block_count: entry.block_count,
+            number: entry.number,
+            disk,
+        }
     }
 
     /// Where the partition starts on its disk.
@@ -268,7 +295,12 @@ impl BlockDevice for Partition {
 /// The partitions of `disk` as block devices (none if it has no table).
 pub fn partitions(disk: &Arc<dyn BlockDevice>) -> Result<Vec<Arc<Partition>>> {
     let table = read_partition_table(disk.as_ref())?;
-    Ok(table.entries.iter().filter(|entry| !MBR_EXTENDED_TYPES.contains(&entry.mbr_type)).map(|entry| Arc::new(Partition::new(disk.clone(), entry))).collect())
+    Ok(table
+        .entries
+        .iter()
+        .filter(|entry| !MBR_EXTENDED_TYPES.contains(&entry.mbr_type))
+        .map(|entry| Arc::new(Partition::new(disk.clone(), entry)))
+        .collect())
 }
 
 #[cfg(test)]

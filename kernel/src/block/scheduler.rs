@@ -199,11 +199,7 @@ impl Deadline {
     }
 
     fn lowest(&self, direction: RequestDirection) -> Option<usize> {
-        self.queues[Self::index(direction)]
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, request)| request.first_block)
-            .map(|(position, _)| position)
+        self.queues[Self::index(direction)].iter().enumerate().min_by_key(|(_, request)| request.first_block).map(|(position, _)| position)
     }
 }
 
@@ -251,10 +247,7 @@ impl IoScheduler for Deadline {
         } else {
             return None;
         };
-        let position = self
-            .expired(direction, now)
-            .or_else(|| self.next_in_order(direction))
-            .or_else(|| self.lowest(direction))?;
+        let position = self.expired(direction, now).or_else(|| self.next_in_order(direction)).or_else(|| self.lowest(direction))?;
         self.batch_direction = direction;
         self.batch_remaining = self.tunables.fifo_batch.saturating_sub(1);
         Some(self.take(direction, position))

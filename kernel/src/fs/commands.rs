@@ -33,7 +33,11 @@ fn failed(errno: Errno) -> CommandError {
     CommandError::Failed(errno.message())
 }
 
-fn with_vfs(arguments: &Arguments<'_>, out: &mut dyn Write, command: fn(&Context<'_>, &Arguments<'_>, &mut dyn Write) -> CommandResult) -> CommandResult {
+fn with_vfs(
+    arguments: &Arguments<'_>,
+    out: &mut dyn Write,
+    command: fn(&Context<'_>, &Arguments<'_>, &mut dyn Write) -> CommandResult,
+) -> CommandResult {
     let vfs = super::vfs().ok_or(CommandError::Failed("no file systems yet (init_root has not run)"))?;
     command(&Context { vfs, cwd: current_directory() }, arguments, out)
 }
@@ -200,7 +204,14 @@ pub fn run_ls(context: &Context<'_>, arguments: &Arguments<'_>, out: &mut dyn Wr
     result
 }
 
-fn each_operand(context: &Context<'_>, arguments: &Arguments<'_>, allowed: &str, usage: &'static str, mut operation: impl FnMut(&Context<'_>, &str, &str, &mut dyn Write) -> Result<(), Errno>, out: &mut dyn Write) -> CommandResult {
+fn each_operand(
+    context: &Context<'_>,
+    arguments: &Arguments<'_>,
+    allowed: &str,
+    usage: &'static str,
+    mut operation: impl FnMut(&Context<'_>, &str, &str, &mut dyn Write) -> Result<(), Errno>,
+    out: &mut dyn Write,
+) -> CommandResult {
     let (flags, operands) = split_flags(arguments, allowed, usage)?;
     if operands.is_empty() {
         return Err(CommandError::Usage(usage));
@@ -272,7 +283,13 @@ pub fn run_rm(context: &Context<'_>, arguments: &Arguments<'_>, out: &mut dyn Wr
         arguments,
         "rf",
         "rm [-r] FILE...",
-        |context, flags, path, _| if flags.contains('r') { remove_recursive(context, path, 0) } else { context.vfs.unlink(context.cwd, path) },
+        |context, flags, path, _| {
+            if flags.contains('r') {
+                remove_recursive(context, path, 0)
+            } else {
+                context.vfs.unlink(context.cwd, path)
+            }
+        },
         out,
     )
 }
@@ -291,7 +308,8 @@ pub fn run_mv(context: &Context<'_>, arguments: &Arguments<'_>, _out: &mut dyn W
 pub fn run_ln(context: &Context<'_>, arguments: &Arguments<'_>, _out: &mut dyn Write) -> CommandResult {
     let (flags, operands) = split_flags(arguments, "s", "ln [-s] TARGET LINK")?;
     let [target, link] = operands[..] else { return Err(CommandError::Usage("ln [-s] TARGET LINK")) };
-    if flags.contains('s') { context.vfs.symlink(context.cwd, target, link) } else { context.vfs.link(context.cwd, target, link) }.map_err(failed)
+    if flags.contains('s') { context.vfs.symlink(context.cwd, target, link) } else { context.vfs.link(context.cwd, target, link) }
+        .map_err(failed)
 }
 
 fn type_name(kind: FileType) -> &'static str {
@@ -321,7 +339,14 @@ pub fn run_stat(context: &Context<'_>, arguments: &Arguments<'_>, out: &mut dyn 
                 let _ = write!(out_text, " -> {}", context.vfs.readlink(context.cwd, path)?);
             }
             let _ = writeln!(out_text);
-            let _ = writeln!(out_text, "  Size: {:<10}\tBlocks: {:<10} IO Block: {:<6} {}", metadata.size, metadata.blocks, metadata.block_size, type_name(metadata.kind));
+            let _ = writeln!(
+                out_text,
+                "  Size: {:<10}\tBlocks: {:<10} IO Block: {:<6} {}",
+                metadata.size,
+                metadata.blocks,
+                metadata.block_size,
+                type_name(metadata.kind)
+            );
             let _ = writeln!(out_text, "Device: {}\tInode: {:<11} Links: {}", metadata.device, metadata.inode, metadata.links);
             let permissions = format_permissions(metadata.permissions);
             let _ = writeln!(
@@ -333,7 +358,9 @@ pub fn run_stat(context: &Context<'_>, arguments: &Arguments<'_>, out: &mut dyn 
                 metadata.uid,
                 metadata.gid
             );
-            for (label, time) in [("Access", metadata.access_time), ("Modify", metadata.modification_time), ("Change", metadata.change_time)] {
+            for (label, time) in
+                [("Access", metadata.access_time), ("Modify", metadata.modification_time), ("Change", metadata.change_time)]
+            {
                 let _ = write!(out_text, "{}: ", label);
                 format_time(time, &mut out_text);
                 let _ = writeln!(out_text);
@@ -513,7 +540,11 @@ pub fn run_touch(context: &Context<'_>, arguments: &Arguments<'_>, out: &mut dyn
         |context, _, path, _| match context.vfs.stat(context.cwd, path) {
             Ok(_) => {
                 let now = super::vfs::uptime_seconds();
-                context.vfs.set_metadata(context.cwd, path, &MetadataChanges { access_time: Some(now), modification_time: Some(now), ..MetadataChanges::default() })
+                context.vfs.set_metadata(
+                    context.cwd,
+                    path,
+                    &MetadataChanges { access_time: Some(now), modification_time: Some(now), ..MetadataChanges::default() },
+                )
             }
             Err(Errno::ENOENT) => context.vfs.open(context.cwd, path, OpenFlags::WRITE_ONLY | OpenFlags::CREATE, 0o644).map(|_| ()),
             Err(errno) => Err(errno),
@@ -608,7 +639,14 @@ pub fn run_dd(context: &Context<'_>, arguments: &Arguments<'_>, out: &mut dyn Wr
     }
     let elapsed = crate::time::since_boot_nanoseconds().saturating_sub(start).max(1);
     let _ = writeln!(out, "{}+{} records in\n{}+{} records out", records, partial, records, partial);
-    let _ = writeln!(out, "{} bytes copied, {}.{:06} s, {} kB/s", copied, elapsed / 1_000_000_000, (elapsed / 1000) % 1_000_000, copied * 1_000_000 / elapsed);
+    let _ = writeln!(
+        out,
+        "{} bytes copied, {}.{:06} s, {} kB/s",
+        copied,
+        elapsed / 1_000_000_000,
+        (elapsed / 1000) % 1_000_000,
+        copied * 1_000_000 / elapsed
+    );
     Ok(())
 }
 
@@ -616,7 +654,10 @@ pub fn run_dd(context: &Context<'_>, arguments: &Arguments<'_>, out: &mut dyn Wr
 pub fn run_scheduler(arguments: &Arguments<'_>, out: &mut dyn Write) -> CommandResult {
     const USAGE: &str = "scheduler DEVICE [noop|deadline]";
     let (Some(name), choice) = (arguments.get(1), arguments.get(2)) else { return Err(CommandError::Usage(USAGE)) };
-    let queue = crate::block::find(name).ok_or(CommandError::NotFound)?.queue.ok_or(CommandError::Failed("not a whole disk with a request queue"))?;
+    let queue = crate::block::find(name)
+        .ok_or(CommandError::NotFound)?
+        .queue
+        .ok_or(CommandError::Failed("not a whole disk with a request queue"))?;
     if let Some(choice) = choice {
         let kind = crate::block::SchedulerKind::from_name(choice).ok_or(CommandError::Usage(USAGE))?;
         queue.set_scheduler(kind);
@@ -695,7 +736,11 @@ mod tests {
         vfs
     }
 
-    fn run(vfs: &Vfs, command: fn(&Context<'_>, &Arguments<'_>, &mut dyn Write) -> CommandResult, line: &[&str]) -> (CommandResult, String) {
+    fn run(
+        vfs: &Vfs,
+        command: fn(&Context<'_>, &Arguments<'_>, &mut dyn Write) -> CommandResult,
+        line: &[&str],
+    ) -> (CommandResult, String) {
         let mut out = String::new();
         let result = command(&Context { vfs, cwd: None }, line, &mut out);
         (result, out)

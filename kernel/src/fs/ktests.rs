@@ -7,32 +7,40 @@ use crate::block::{BlockDevice, QueuedDevice, RamDisk, SchedulerKind};
 use crate::fs::page_cache::PageCache;
 use crate::kassert;
 
-crate::ktest!(fn root_ramfs_and_proc_mount() {
-    crate::fs::init_root().map_err(|errno| crate::ktest::TestFailure::new(file!(), line!(), format_args!("init_root: {}", errno)))?;
-    let Some(vfs) = crate::fs::vfs() else {
-        return Err(crate::ktest::TestFailure::new(file!(), line!(), format_args!("no VFS after init_root")));
-    };
-    kassert!(vfs.write_file(None, "/tmp/ktest", b"written in the kernel", false).is_ok(), "cannot write /tmp/ktest");
-    let back = vfs.read_to_end(None, "/tmp/ktest").unwrap_or_default();
-    kassert!(back == b"written in the kernel", "read back {} bytes", back.len());
-    let mounts = vfs.read_to_end(None, "/proc/mounts").unwrap_or_default();
-    kassert!(mounts.starts_with(b"rootfs / ramfs rw"), "/proc/mounts starts {:?}", core::str::from_utf8(&mounts[..mounts.len().min(40)]));
-    let version = vfs.read_to_end(None, "/proc/version").unwrap_or_default();
-    kassert!(version.starts_with(b"Hinoki"), "/proc/version through the VFS");
-    kassert!(vfs.unlink(None, "/tmp/ktest").is_ok(), "cannot unlink /tmp/ktest");
-    Ok(())
-});
+crate::ktest!(
+    fn root_ramfs_and_proc_mount() {
+        crate::fs::init_root().map_err(|errno| crate::ktest::TestFailure::new(file!(), line!(), format_args!("init_root: {}", errno)))?;
+        let Some(vfs) = crate::fs::vfs() else {
+            return Err(crate::ktest::TestFailure::new(file!(), line!(), format_args!("no VFS after init_root")));
+        };
+        kassert!(vfs.write_file(None, "/tmp/ktest", b"written in the kernel", false).is_ok(), "cannot write /tmp/ktest");
+        let back = vfs.read_to_end(None, "/tmp/ktest").unwrap_or_default();
+        kassert!(back == b"written in the kernel", "read back {} bytes", back.len());
+        let mounts = vfs.read_to_end(None, "/proc/mounts").unwrap_or_default();
+        kassert!(
+            mounts.starts_with(b"rootfs / ramfs rw"),
+            "/proc/mounts starts {:?}",
+            core::str::from_utf8(&mounts[..mounts.len().min(40)])
+        );
+        let version = vfs.read_to_end(None, "/proc/version").unwrap_or_default();
+        kassert!(version.starts_with(b"Hinoki"), "/proc/version through the VFS");
+        kassert!(vfs.unlink(None, "/tmp/ktest").is_ok(), "cannot unlink /tmp/ktest");
+        Ok(())
+    }
+);
 
-crate::ktest!(fn ram_disk_through_queue_and_page_cache() {
-    let disk = Arc::new(RamDisk::new("ktest-ram", 512, 256));
-    let queued = Arc::new(QueuedDevice::new(disk.clone(), SchedulerKind::Deadline));
-    let cache = PageCache::new(queued.clone(), 16);
-    let data = vec![0xa5u8; 20_000];
-    kassert!(cache.write(1000, &data).is_ok(), "cache write");
-    kassert!(cache.sync().is_ok(), "cache sync");
-    let mut back = vec![0u8; 20_000];
-    kassert!(disk.read_bytes(1000, &mut back).is_ok(), "disk read");
-    kassert!(back == data, "data on the disk differs");
-    kassert!(disk.statistics().writes_completed < 6, "{} device writes for 6 adjacent pages", disk.statistics().writes_completed);
-    Ok(())
-});
+crate::ktest!(
+    fn ram_disk_through_queue_and_page_cache() {
+        let disk = Arc::new(RamDisk::new("ktest-ram", 512, 256));
+        let queued = Arc::new(QueuedDevice::new(disk.clone(), SchedulerKind::Deadline));
+        let cache = PageCache::new(queued.clone(), 16);
+        let data = vec![0xa5u8; 20_000];
+        kassert!(cache.write(1000, &data).is_ok(), "cache write");
+        kassert!(cache.sync().is_ok(), "cache sync");
+        let mut back = vec![0u8; 20_000];
+        kassert!(disk.read_bytes(1000, &mut back).is_ok(), "disk read");
+        kassert!(back == data, "data on the disk differs");
+        kassert!(disk.statistics().writes_completed < 6, "{} device writes for 6 adjacent pages", disk.statistics().writes_completed);
+        Ok(())
+    }
+);

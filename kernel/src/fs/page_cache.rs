@@ -114,7 +114,12 @@ impl PageCache {
             device,
             capacity_pages: capacity_pages.max(4),
             clock,
-            state: SpinLock::new(CacheState { pages: BTreeMap::new(), by_use: BTreeMap::new(), use_clock: 0, statistics: PageCacheStatistics::default() }),
+            state: SpinLock::new(CacheState {
+                pages: BTreeMap::new(),
+                by_use: BTreeMap::new(),
+                use_clock: 0,
+                statistics: PageCacheStatistics::default(),
+            }),
         });
         CACHES.lock().push(Arc::downgrade(&cache));
         cache
@@ -133,7 +138,11 @@ impl PageCache {
     /// Counters.
     pub fn statistics(&self) -> PageCacheStatistics {
         let state = self.state.lock();
-        PageCacheStatistics { pages: state.pages.len() as u64, dirty: state.pages.values().filter(|page| page.dirty_since.is_some()).count() as u64, ..state.statistics }
+        PageCacheStatistics {
+            pages: state.pages.len() as u64,
+            dirty: state.pages.values().filter(|page| page.dirty_since.is_some()).count() as u64,
+            ..state.statistics
+        }
     }
 
     fn page_bytes(&self, index: u64) -> usize {
@@ -284,7 +293,8 @@ impl PageCache {
     /// Drops every clean page (dirty pages stay).
     pub fn drop_clean(&self) {
         let mut state = self.state.lock();
-        let clean: Vec<(u64, u64)> = state.pages.iter().filter(|(_, page)| page.dirty_since.is_none()).map(|(&index, page)| (index, page.last_used)).collect();
+        let clean: Vec<(u64, u64)> =
+            state.pages.iter().filter(|(_, page)| page.dirty_since.is_none()).map(|(&index, page)| (index, page.last_used)).collect();
         for (index, last_used) in clean {
             state.pages.remove(&index);
             state.by_use.remove(&last_used);

@@ -4,7 +4,9 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::vfs::{Clock, DirectoryEntry, Errno, FileSystem, FileSystemStatistics, FileType, InodeNumber, Metadata, MetadataChanges, Result, Seconds};
+use super::vfs::{
+    Clock, DirectoryEntry, Errno, FileSystem, FileSystemStatistics, FileType, InodeNumber, Metadata, MetadataChanges, Result, Seconds,
+};
 use crate::sync::SpinLock;
 
 /// The root directory's inode number.
@@ -296,7 +298,13 @@ impl FileSystem for RamFs {
         self.remove_name(&mut state, directory, name)
     }
 
-    fn rename(&self, old_directory: InodeNumber, old_name: &str, new_directory: InodeNumber, new_name: &str) -> Result<Option<InodeNumber>> {
+    fn rename(
+        &self,
+        old_directory: InodeNumber,
+        old_name: &str,
+        new_directory: InodeNumber,
+        new_name: &str,
+    ) -> Result<Option<InodeNumber>> {
         let mut state = self.state.lock();
         let source = state.child(old_directory, old_name)?;
         state.directory(new_directory)?;

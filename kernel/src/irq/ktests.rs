@@ -38,9 +38,9 @@ fn proc_count(number: u32, cpu: usize) -> Option<u64> {
     let mut buffer = Buffer { bytes: [0; 4096], length: 0 };
     crate::fs::procfs::read("/proc/interrupts", &mut buffer).ok()?;
     let text = core::str::from_utf8(&buffer.bytes[..buffer.length]).ok()?;
-    let named = crate::try_platform()
-        .and_then(|platform| platform.interrupt_controller())
-        .and_then(|controller| controller.named_rows().iter().find(|row| row.source == hinoki_interface::RowSource::Interrupt(number)).map(|row| row.label));
+    let named = crate::try_platform().and_then(|platform| platform.interrupt_controller()).and_then(|controller| {
+        controller.named_rows().iter().find(|row| row.source == hinoki_interface::RowSource::Interrupt(number)).map(|row| row.label)
+    });
     text.lines().find_map(|line| {
         let (label, rest) = line.split_once(':')?;
         let matches = match named {
@@ -54,83 +54,97 @@ fn proc_count(number: u32, cpu: usize) -> Option<u64> {
     })
 }
 
-crate::ktest!(fn proc_interrupts_counts_increase() {
-    let Some(platform) = interrupt_platform() else { return Ok(()) };
-    let Some(event) = platform.clock_event() else { return Ok(()) };
-    let cpu = super::current_cpu();
-    let before = proc_count(event.irq(), cpu);
-    crate::kassert!(before.is_some(), "no row for the timer IRQ {} in /proc/interrupts", event.irq());
-    let target = crate::tick::jiffies() + 3;
-    let started = crate::time::since_boot_nanoseconds();
-    while crate::tick::jiffies() < target && crate::time::since_boot_nanoseconds() - started < 100_000_000 {
-        platform.cpu().relax();
+crate::ktest!(
+    fn proc_interrupts_counts_increase() {
+        let Some(platform) = interrupt_platform() else { return Ok(()) };
+        let Some(event) = platform.clock_event() else { return Ok(()) };
+        let cpu = super::current_cpu();
+        let before = proc_count(event.irq(), cpu);
+        crate::kassert!(before.is_some(), "no row for the timer IRQ {} in /proc/interrupts", event.irq());
+        let target = crate::tick::jiffies() + 3;
+        let started = crate::time::since_boot_nanoseconds();
+        while crate::tick::jiffies() < target && crate::time::since_boot_nanoseconds() - started < 100_000_000 {
+            platform.cpu().relax();
+        }
+        let after = proc_count(event.irq(), cpu).unwrap_or(0);
+        let before = before.unwrap_or(0);
+        // At least one handler run; a busy host can merge late ticks (jiffies count them).
+        crate::kassert!(after > before, "timer count stayed at {} over 3 ticks", before);
+        Ok(())
     }
-    let after = proc_count(event.irq(), cpu).unwrap_or(0);
-    let before = before.unwrap_or(0);
-    // At least one handler run; a busy host can merge late ticks (jiffies count them).
-    crate::kassert!(after > before, "timer count stayed at {} over 3 ticks", before);
-    Ok(())
-});
+);
 
 fn unused_handler(_irq: u32) {}
 
-crate::ktest!(fn invalid_and_duplicate_requests_fail() {
-    let Some(platform) = interrupt_platform() else { return Ok(()) };
-    let name = "ktest";
-    crate::kassert_eq!(super::request_irq(super::MAX_IRQ_NUMBER + 5, name, unused_handler, Trigger::LevelHigh), Err(RequestError::InvalidIrq(super::MAX_IRQ_NUMBER + 5)));
-    // 1020-1023 are the GIC's special IDs; numbers past the controller's lines are refused by it.
-    crate::kassert_eq!(super::request_irq(1020, name, unused_handler, Trigger::LevelHigh), Err(RequestError::InvalidIrq(1020)));
-    crate::kassert!(super::descriptor(1020).is_none(), "a refused request left a descriptor");
-    if let Some(event) = platform.clock_event() {
-        crate::kassert_eq!(super::request_irq(event.irq(), name, unused_handler, Trigger::LevelHigh), Err(RequestError::AlreadyRequested(event.irq())));
-        crate::kassert_eq!(super::descriptor(event.irq()).map(|descriptor| descriptor.name), Some(event.name()));
+crate::ktest!(
+    fn invalid_and_duplicate_requests_fail() {
+        let Some(platform) = interrupt_platform() else { return Ok(()) };
+        let name = "ktest";
+        crate::kassert_eq!(
+            super::request_irq(super::MAX_IRQ_NUMBER + 5, name, unused_handler, Trigger::LevelHigh),
+            Err(RequestError::InvalidIrq(super::MAX_IRQ_NUMBER + 5))
+        );
+        // 1020-1023 are the GIC's special IDs; numbers past the controller's lines are refused by it.
+        crate::kassert_eq!(super::request_irq(1020, name, unused_handler, Trigger::LevelHigh), Err(RequestError::InvalidIrq(1020)));
+        crate::kassert!(super::descriptor(1020).is_none(), "a refused request left a descriptor");
+        if let Some(event) = platform.clock_event() {
+            crate::kassert_eq!(
+                super::request_irq(event.irq(), name, unused_handler, Trigger::LevelHigh),
+                Err(RequestError::AlreadyRequested(event.irq()))
+            );
+            crate::kassert_eq!(super::descriptor(event.irq()).map(|descriptor| descriptor.name), Some(event.name()));
+        }
+        crate::kassert_eq!(super::free_irq(1019), Err(RequestError::NotRequested(1019)));
+        crate::kassert_eq!(super::enable_irq(1019), Err(RequestError::NotRequested(1019)));
+        Ok(())
     }
-    crate::kassert_eq!(super::free_irq(1019), Err(RequestError::NotRequested(1019)));
-    crate::kassert_eq!(super::enable_irq(1019), Err(RequestError::NotRequested(1019)));
-    Ok(())
-});
+);
 
 fn double_plus_one(value: usize) -> usize {
     value * 2 + 1
 }
 
-crate::ktest!(fn self_ipi_round_trip() {
-    let Some(platform) = interrupt_platform() else { return Ok(()) };
-    let controller = platform.interrupt_controller().expect("checked above");
-    if controller.ipi_interrupt(Ipi::CallFunction as u32).is_none() {
-        log::info!("irq: {} has no IPIs; nothing to test", controller.name());
-        return Ok(());
+crate::ktest!(
+    fn self_ipi_round_trip() {
+        let Some(platform) = interrupt_platform() else { return Ok(()) };
+        let controller = platform.interrupt_controller().expect("checked above");
+        if controller.ipi_interrupt(Ipi::CallFunction as u32).is_none() {
+            log::info!("irq: {} has no IPIs; nothing to test", controller.name());
+            return Ok(());
+        }
+        let cpu = super::current_cpu();
+        let reschedules = super::ipi_count(Ipi::Reschedule, cpu);
+        let calls = super::ipi_count(Ipi::CallFunction, cpu);
+        let result = super::call_function_single(cpu as u32, double_plus_one, 20);
+        crate::kassert_eq!(result, Ok(41));
+        crate::kassert_eq!(super::ipi_count(Ipi::CallFunction, cpu), calls + 1);
+        let sent = super::send_ipi(hinoki_interface::IpiTarget::Cpu(cpu as u32), Ipi::Reschedule);
+        crate::kassert_eq!(sent, Ok(()));
+        let started = crate::time::since_boot_nanoseconds();
+        while super::ipi_count(Ipi::Reschedule, cpu) == reschedules && crate::time::since_boot_nanoseconds() - started < 10_000_000 {
+            platform.cpu().relax();
+        }
+        crate::kassert_eq!(super::ipi_count(Ipi::Reschedule, cpu), reschedules + 1);
+        Ok(())
     }
-    let cpu = super::current_cpu();
-    let reschedules = super::ipi_count(Ipi::Reschedule, cpu);
-    let calls = super::ipi_count(Ipi::CallFunction, cpu);
-    let result = super::call_function_single(cpu as u32, double_plus_one, 20);
-    crate::kassert_eq!(result, Ok(41));
-    crate::kassert_eq!(super::ipi_count(Ipi::CallFunction, cpu), calls + 1);
-    let sent = super::send_ipi(hinoki_interface::IpiTarget::Cpu(cpu as u32), Ipi::Reschedule);
-    crate::kassert_eq!(sent, Ok(()));
-    let started = crate::time::since_boot_nanoseconds();
-    while super::ipi_count(Ipi::Reschedule, cpu) == reschedules && crate::time::since_boot_nanoseconds() - started < 10_000_000 {
-        platform.cpu().relax();
-    }
-    crate::kassert_eq!(super::ipi_count(Ipi::Reschedule, cpu), reschedules + 1);
-    Ok(())
-});
+);
 
-crate::ktest!(fn request_enable_disable_free_round_trip() {
-    let Some(platform) = interrupt_platform() else { return Ok(()) };
-    // An interrupt only software raises: the last IPI number, which the kernel does not use.
-    let Some(number) = platform.interrupt_controller().and_then(|controller| controller.ipi_interrupt(15)) else {
-        log::info!("irq: the controller has no IPI 15; nothing to test");
-        return Ok(());
-    };
-    crate::kassert_eq!(super::request_irq(number, "ktest", unused_handler, Trigger::EdgeRising), Ok(()));
-    crate::kassert_eq!(super::descriptor(number).map(|descriptor| descriptor.enabled), Some(true));
-    crate::kassert_eq!(super::disable_irq(number), Ok(()));
-    crate::kassert_eq!(super::descriptor(number).map(|descriptor| descriptor.enabled), Some(false));
-    crate::kassert_eq!(super::enable_irq(number), Ok(()));
-    crate::kassert_eq!(super::free_irq(number), Ok(()));
-    crate::kassert!(super::descriptor(number).is_none(), "freed interrupt still has a descriptor");
-    crate::kassert_eq!(super::free_irq(number), Err(RequestError::NotRequested(number)));
-    Ok(())
-});
+crate::ktest!(
+    fn request_enable_disable_free_round_trip() {
+        let Some(platform) = interrupt_platform() else { return Ok(()) };
+        // An interrupt only software raises: the last IPI number, which the kernel does not use.
+        let Some(number) = platform.interrupt_controller().and_then(|controller| controller.ipi_interrupt(15)) else {
+            log::info!("irq: the controller has no IPI 15; nothing to test");
+            return Ok(());
+        };
+        crate::kassert_eq!(super::request_irq(number, "ktest", unused_handler, Trigger::EdgeRising), Ok(()));
+        crate::kassert_eq!(super::descriptor(number).map(|descriptor| descriptor.enabled), Some(true));
+        crate::kassert_eq!(super::disable_irq(number), Ok(()));
+        crate::kassert_eq!(super::descriptor(number).map(|descriptor| descriptor.enabled), Some(false));
+        crate::kassert_eq!(super::enable_irq(number), Ok(()));
+        crate::kassert_eq!(super::free_irq(number), Ok(()));
+        crate::kassert!(super::descriptor(number).is_none(), "freed interrupt still has a descriptor");
+        crate::kassert_eq!(super::free_irq(number), Err(RequestError::NotRequested(number)));
+        Ok(())
+    }
+);

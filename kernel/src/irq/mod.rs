@@ -21,7 +21,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use hinoki_interface::{InterruptController, IpiTarget, Trigger};
 
-pub use descriptor::{Descriptor, DescriptorTable, IrqHandler, Ipi, RequestError, MAX_CPUS, MAX_DESCRIPTORS, MAX_IRQ_NUMBER};
+pub use descriptor::{Descriptor, DescriptorTable, Ipi, IrqHandler, RequestError, MAX_CPUS, MAX_DESCRIPTORS, MAX_IRQ_NUMBER};
 
 use crate::sync::{IrqSpinLock, SpinLock};
 

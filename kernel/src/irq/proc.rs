@@ -72,7 +72,9 @@ pub fn show(
         }
         let hardware_irq = controller.map_or(descriptor.number, |controller| controller.hardware_irq(descriptor.number));
         match controller.and_then(|controller| controller.flow_name(descriptor.number, descriptor.trigger)) {
-            Some(flow) => writeln!(out, " {:>8} {:>width$}-{:<8}  {}", controller_name, hardware_irq, flow, descriptor.name, width = width)?,
+            Some(flow) => {
+                writeln!(out, " {:>8} {:>width$}-{:<8}  {}", controller_name, hardware_irq, flow, descriptor.name, width = width)?
+            }
             None => writeln!(
                 out,
                 " {:>8} {:>width$} {:<8}  {}",
@@ -143,7 +145,11 @@ mod tests {
 
     impl InterruptController for FakeController {
         fn name(&self) -> &'static str {
-            if self.x86 { "IO-APIC" } else { "GICv2" }
+            if self.x86 {
+                "IO-APIC"
+            } else {
+                "GICv2"
+            }
         }
         fn init_cpu(&self) {}
         fn enable(&self, _irq: u32) -> Result<(), hinoki_interface::IrqError> {
@@ -160,16 +166,28 @@ mod tests {
         }
         fn end_of_interrupt(&self, _irq: u32) {}
         fn hardware_irq(&self, irq: u32) -> u32 {
-            if self.x86 && irq == 0 { 2 } else { irq }
+            if self.x86 && irq == 0 {
+                2
+            } else {
+                irq
+            }
         }
         fn flow_name(&self, _irq: u32, trigger: Trigger) -> Option<&'static str> {
             self.x86.then_some(if trigger == Trigger::LevelHigh { "fasteoi" } else { "edge" })
         }
         fn named_rows(&self) -> &[NamedRow] {
-            if self.x86 { &X86_ROWS } else { &[] }
+            if self.x86 {
+                &X86_ROWS
+            } else {
+                &[]
+            }
         }
         fn extra_errors(&self) -> u64 {
-            if self.x86 { 2 } else { 0 }
+            if self.x86 {
+                2
+            } else {
+                0
+            }
         }
     }
 

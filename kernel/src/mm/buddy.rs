@@ -202,9 +202,7 @@ pub(crate) fn for_each_free_range(
         let end = region.end();
         let mut cursor = region.start.0;
         while cursor < end {
-            let next = exclusions()
-                .filter(|&(start, stop)| stop > cursor && start < end && stop > start)
-                .min_by_key(|&(start, _)| start);
+            let next = exclusions().filter(|&(start, stop)| stop > cursor && start < end && stop > start).min_by_key(|&(start, _)| start);
             let (piece_end, next_cursor) = match next {
                 None => (end, end),
                 Some((start, stop)) if start <= cursor => (cursor, stop),
@@ -556,12 +554,7 @@ impl BuddyAllocator {
         });
         let Some(pfn) = taken else {
             if !flags.contains(AllocFlags::NO_WARN) {
-                log::warn!(
-                    "page allocation failure: order:{}, flags:{:#x}, {} pages free",
-                    order,
-                    flags.0,
-                    self.free_page_count()
-                );
+                log::warn!("page allocation failure: order:{}, flags:{:#x}, {} pages free", order, flags.0, self.free_page_count());
             }
             return Err(AllocError::OutOfMemory);
         };
@@ -714,68 +707,80 @@ impl BuddyAllocator {
     }
 }
 
-crate::ktest!(fn pages_keep_their_bytes_and_lists_coalesce() {
-    let Some(buddy) = super::MEMORY.buddy() else {
-        return Err(crate::ktest::TestFailure::new(file!(), line!(), format_args!("mm not initialized: the board must call mm::init_from_platform")));
-    };
-    buddy.drain_per_cpu_pages();
-    let free_at_start = buddy.free_page_count();
-    let mut blocks = [(PhysicalAddress(0), 0u32); 24];
-    for (index, block) in blocks.iter_mut().enumerate() {
-        let order = (index % 6) as u32;
-        let address = buddy.alloc_pages(order, AllocFlags::NONE);
-        crate::kassert!(address.is_ok(), "order-{} allocation failed", order);
-        let address = address.unwrap_or_default();
-        crate::kassert_eq!(address.0 % ((PAGE_SIZE as u64) << order), 0);
-        // SAFETY: the block was just allocated to this test.
-        unsafe { core::ptr::write_bytes(buddy.virtual_address(address) as *mut u8, index as u8, PAGE_SIZE << order) };
-        *block = (address, order);
+crate::ktest!(
+    fn pages_keep_their_bytes_and_lists_coalesce() {
+        let Some(buddy) = super::MEMORY.buddy() else {
+            return Err(crate::ktest::TestFailure::new(
+                file!(),
+                line!(),
+                format_args!("mm not initialized: the board must call mm::init_from_platform"),
+            ));
+        };
+        buddy.drain_per_cpu_pages();
+        let free_at_start = buddy.free_page_count();
+        let mut blocks = [(PhysicalAddress(0), 0u32); 24];
+        for (index, block) in blocks.iter_mut().enumerate() {
+            let order = (index % 6) as u32;
+            let address = buddy.alloc_pages(order, AllocFlags::NONE);
+            crate::kassert!(address.is_ok(), "order-{} allocation failed", order);
+            let address = address.unwrap_or_default();
+            crate::kassert_eq!(address.0 % ((PAGE_SIZE as u64) << order), 0);
+            // SAFETY: the block was just allocated to this test.
+            unsafe { core::ptr::write_bytes(buddy.virtual_address(address) as *mut u8, index as u8, PAGE_SIZE << order) };
+            *block = (address, order);
+        }
+        for (index, &(address, order)) in blocks.iter().enumerate() {
+            // SAFETY: still allocated to this test.
+            let bytes = unsafe { core::slice::from_raw_parts(buddy.virtual_address(address) as *const u8, PAGE_SIZE << order) };
+            crate::kassert!(bytes.iter().all(|&b| b == index as u8), "block {} was overwritten", index);
+            crate::kassert_eq!(buddy.free_pages(address, order), Ok(()));
+        }
+        crate::kassert_eq!(buddy.free_pages(blocks[0].0, blocks[0].1), Err(FreeError::NotAllocated));
+        buddy.drain_per_cpu_pages();
+        crate::kassert_eq!(buddy.free_page_count(), free_at_start);
+        crate::kassert_eq!(buddy.verify(), Ok(()));
+        Ok(())
     }
-    for (index, &(address, order)) in blocks.iter().enumerate() {
-        // SAFETY: still allocated to this test.
-        let bytes = unsafe { core::slice::from_raw_parts(buddy.virtual_address(address) as *const u8, PAGE_SIZE << order) };
-        crate::kassert!(bytes.iter().all(|&b| b == index as u8), "block {} was overwritten", index);
-        crate::kassert_eq!(buddy.free_pages(address, order), Ok(()));
-    }
-    crate::kassert_eq!(buddy.free_pages(blocks[0].0, blocks[0].1), Err(FreeError::NotAllocated));
-    buddy.drain_per_cpu_pages();
-    crate::kassert_eq!(buddy.free_page_count(), free_at_start);
-    crate::kassert_eq!(buddy.verify(), Ok(()));
-    Ok(())
-});
+);
 
-crate::ktest!(fn exhaustion_fails_cleanly_and_recovers() {
-    let Some(buddy) = super::MEMORY.buddy() else {
-        return Err(crate::ktest::TestFailure::new(file!(), line!(), format_args!("mm not initialized: the board must call mm::init_from_platform")));
-    };
-    buddy.drain_per_cpu_pages();
-    let free_at_start = buddy.free_page_count();
-    // Chain every page we can get through its own first word, so no other memory is needed.
-    let mut chain = 0u64;
-    let mut taken = 0usize;
-    while let Ok(address) = buddy.alloc_pages(0, AllocFlags::NO_WARN) {
-        // SAFETY: the page was just allocated to this test.
-        unsafe { (buddy.virtual_address(address) as *mut u64).write(chain) };
-        chain = address.0;
-        taken += 1;
+crate::ktest!(
+    fn exhaustion_fails_cleanly_and_recovers() {
+        let Some(buddy) = super::MEMORY.buddy() else {
+            return Err(crate::ktest::TestFailure::new(
+                file!(),
+                line!(),
+                format_args!("mm not initialized: the board must call mm::init_from_platform"),
+            ));
+        };
+        buddy.drain_per_cpu_pages();
+        let free_at_start = buddy.free_page_count();
+        // Chain every page we can get through its own first word, so no other memory is needed.
+        let mut chain = 0u64;
+        let mut taken = 0usize;
+        while let Ok(address) = buddy.alloc_pages(0, AllocFlags::NO_WARN) {
+            // SAFETY: the page was just allocated to this test.
+            unsafe { (buddy.virtual_address(address) as *mut u64).write(chain) };
+            chain = address.0;
+            taken += 1;
+        }
+        crate::kassert_eq!(taken, free_at_start);
+        crate::kassert_eq!(buddy.alloc_pages(0, AllocFlags::NO_WARN), Err(AllocError::OutOfMemory));
+        crate::kassert_eq!(buddy.alloc_pages(3, AllocFlags::NO_WARN), Err(AllocError::OutOfMemory));
+        while chain != 0 {
+            let address = PhysicalAddress(chain);
+            // SAFETY: every page on the chain is still allocated to this test.
+            chain = unsafe { (buddy.virtual_address(address) as *const u64).read() };
+            crate::kassert_eq!(buddy.free_pages(address, 0), Ok(()));
+        }
+        buddy.drain_per_cpu_pages();
+        crate::kassert_eq!(buddy.free_page_count(), free_at_start);
+        crate::kassert_eq!(buddy.verify(), Ok(()));
+        let recovered = buddy.alloc_pages(MAX_ORDER.min(4), AllocFlags::NONE);
+        crate::kassert!(recovered.is_ok(), "allocation after recovery failed");
+        crate::kassert_eq!(buddy.free_pages(recovered.unwrap_or_default(), MAX_ORDER.min(4)), Ok(()));
+        Ok(())
     }
-    crate::kassert_eq!(taken, free_at_start);
-    crate::kassert_eq!(buddy.alloc_pages(0, AllocFlags::NO_WARN), Err(AllocError::OutOfMemory));
-    crate::kassert_eq!(buddy.alloc_pages(3, AllocFlags::NO_WARN), Err(AllocError::OutOfMemory));
-    while chain != 0 {
-        let address = PhysicalAddress(chain);
-        // SAFETY: every page on the chain is still allocated to this test.
-        chain = unsafe { (buddy.virtual_address(address) as *const u64).read() };
-        crate::kassert_eq!(buddy.free_pages(address, 0), Ok(()));
-    }
-    buddy.drain_per_cpu_pages();
-    crate::kassert_eq!(buddy.free_page_count(), free_at_start);
-    crate::kassert_eq!(buddy.verify(), Ok(()));
-    let recovered = buddy.alloc_pages(MAX_ORDER.min(4), AllocFlags::NONE);
-    crate::kassert!(recovered.is_ok(), "allocation after recovery failed");
-    crate::kassert_eq!(buddy.free_pages(recovered.unwrap_or_default(), MAX_ORDER.min(4)), Ok(()));
-    Ok(())
-});
+);
 
 #[cfg(test)]
 pub(crate) mod tests {

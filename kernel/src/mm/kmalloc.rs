@@ -104,7 +104,14 @@ impl KmallocCaches {
 
     /// Allocates `size` bytes aligned to `align` (a power of two) on CPU `cpu`.
     #[track_caller]
-    pub fn alloc_on(&self, buddy: &BuddyAllocator, cpu: usize, size: usize, align: usize, flags: AllocFlags) -> Result<NonNull<u8>, AllocError> {
+    pub fn alloc_on(
+        &self,
+        buddy: &BuddyAllocator,
+        cpu: usize,
+        size: usize,
+        align: usize,
+        flags: AllocFlags,
+    ) -> Result<NonNull<u8>, AllocError> {
         if !align.is_power_of_two() {
             return Err(AllocError::InvalidOrder);
         }
@@ -268,30 +275,32 @@ unsafe impl GlobalAlloc for KernelAllocator {
     }
 }
 
-crate::ktest!(fn every_size_class_round_trips() {
-    let memory = &super::MEMORY;
-    crate::kassert!(memory.buddy().is_some(), "mm not initialized: the board must call mm::init_from_platform");
-    let sizes = [1usize, 8, 24, 64, 96, 150, 256, 700, 2048, 4000, 8192, 12_000, 100_000];
-    let mut pointers = [NonNull::<u8>::dangling(); 13];
-    for (index, &size) in sizes.iter().enumerate() {
-        let pointer = memory.kmalloc(size, AllocFlags::NONE);
-        crate::kassert!(pointer.is_ok(), "kmalloc({}) failed", size);
-        let pointer = pointer.unwrap_or(NonNull::dangling());
-        crate::kassert!(memory.ksize(pointer).is_some_and(|usable| usable >= size), "ksize too small for {}", size);
-        // SAFETY: `size` bytes were just allocated.
-        unsafe { core::ptr::write_bytes(pointer.as_ptr(), 0x40 + index as u8, size) };
-        pointers[index] = pointer;
+crate::ktest!(
+    fn every_size_class_round_trips() {
+        let memory = &super::MEMORY;
+        crate::kassert!(memory.buddy().is_some(), "mm not initialized: the board must call mm::init_from_platform");
+        let sizes = [1usize, 8, 24, 64, 96, 150, 256, 700, 2048, 4000, 8192, 12_000, 100_000];
+        let mut pointers = [NonNull::<u8>::dangling(); 13];
+        for (index, &size) in sizes.iter().enumerate() {
+            let pointer = memory.kmalloc(size, AllocFlags::NONE);
+            crate::kassert!(pointer.is_ok(), "kmalloc({}) failed", size);
+            let pointer = pointer.unwrap_or(NonNull::dangling());
+            crate::kassert!(memory.ksize(pointer).is_some_and(|usable| usable >= size), "ksize too small for {}", size);
+            // SAFETY: `size` bytes were just allocated.
+            unsafe { core::ptr::write_bytes(pointer.as_ptr(), 0x40 + index as u8, size) };
+            pointers[index] = pointer;
+        }
+        for (index, (&size, &pointer)) in sizes.iter().zip(pointers.iter()).enumerate() {
+            // SAFETY: still allocated.
+            let bytes = unsafe { core::slice::from_raw_parts(pointer.as_ptr(), size) };
+            crate::kassert!(bytes.iter().all(|&b| b == 0x40 + index as u8), "kmalloc({}) was overwritten", size);
+            crate::kassert!(memory.kfree(pointer).is_ok(), "kfree of kmalloc({}) failed", size);
+        }
+        let mut local = 0u64;
+        crate::kassert!(memory.kfree(NonNull::from(&mut local).cast()).is_err(), "kfree of a stack address was accepted");
+        Ok(())
     }
-    for (index, (&size, &pointer)) in sizes.iter().zip(pointers.iter()).enumerate() {
-        // SAFETY: still allocated.
-        let bytes = unsafe { core::slice::from_raw_parts(pointer.as_ptr(), size) };
-        crate::kassert!(bytes.iter().all(|&b| b == 0x40 + index as u8), "kmalloc({}) was overwritten", size);
-        crate::kassert!(memory.kfree(pointer).is_ok(), "kfree of kmalloc({}) failed", size);
-    }
-    let mut local = 0u64;
-    crate::kassert!(memory.kfree(NonNull::from(&mut local).cast()).is_err(), "kfree of a stack address was accepted");
-    Ok(())
-});
+);
 
 impl Default for KmallocCaches {
     fn default() -> Self {

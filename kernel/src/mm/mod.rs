@@ -47,7 +47,12 @@ pub struct MemoryManager {
 impl MemoryManager {
     /// A manager with no memory yet: every allocation fails until [`init`](Self::init).
     pub const fn new() -> MemoryManager {
-        MemoryManager { buddy: Once::new(), initializing: AtomicBool::new(false), slab: SlabAllocator::new(), kmalloc: KmallocCaches::new() }
+        MemoryManager {
+            buddy: Once::new(),
+            initializing: AtomicBool::new(false),
+            slab: SlabAllocator::new(),
+            kmalloc: KmallocCaches::new(),
+        }
     }
 
     /// Hands the manager the usable `regions` minus the non-usable ones and `reserved`.
@@ -120,7 +125,12 @@ impl MemoryManager {
 
     /// Runs `attempt` quietly; if memory is short, shrinks the slab caches and runs it
     /// once more with the caller's flags.
-    fn with_reclaim<T, E>(&self, flags: AllocFlags, is_out_of_memory: impl Fn(&E) -> bool, attempt: impl Fn(AllocFlags) -> Result<T, E>) -> Result<T, E> {
+    fn with_reclaim<T, E>(
+        &self,
+        flags: AllocFlags,
+        is_out_of_memory: impl Fn(&E) -> bool,
+        attempt: impl Fn(AllocFlags) -> Result<T, E>,
+    ) -> Result<T, E> {
         match attempt(flags | AllocFlags::NO_WARN) {
             Err(error) if is_out_of_memory(&error) && self.shrink() > 0 => attempt(flags),
             Err(error) if is_out_of_memory(&error) && !flags.contains(AllocFlags::NO_WARN) => attempt(flags),
@@ -298,7 +308,12 @@ pub fn kfree(pointer: NonNull<u8>) -> Result<(), SlabError> {
 /// Creates a cache in [`MEMORY`] (Linux's `kmem_cache_create(name, size, align, flags, ctor)`
 /// with no flags; see [`MemoryManager::kmem_cache_create`] for flags).
 #[track_caller]
-pub fn kmem_cache_create(name: &'static str, size: usize, align: usize, constructor: Option<Constructor>) -> Result<CacheHandle<'static>, SlabError> {
+pub fn kmem_cache_create(
+    name: &'static str,
+    size: usize,
+    align: usize,
+    constructor: Option<Constructor>,
+) -> Result<CacheHandle<'static>, SlabError> {
     MEMORY.kmem_cache_create(name, size, align, CacheFlags::NONE, constructor)
 }
 

@@ -408,7 +408,13 @@ impl KmemCache {
 
     /// A cache, or `None` if `size` is zero, `align` is not a power of two, or an object
     /// does not fit in the largest block.
-    pub const fn try_new(name: &'static str, size: usize, align: usize, flags: CacheFlags, constructor: Option<Constructor>) -> Option<KmemCache> {
+    pub const fn try_new(
+        name: &'static str,
+        size: usize,
+        align: usize,
+        flags: CacheFlags,
+        constructor: Option<Constructor>,
+    ) -> Option<KmemCache> {
         let flags = if cfg!(feature = "slab-debug") { CacheFlags(flags.0 | CacheFlags::DEBUG.0) } else { flags };
         let debug = flags.contains(CacheFlags::DEBUG);
         let Some(layout) = slot_layout(size, align, debug, constructor.is_some()) else { return None };
@@ -879,7 +885,13 @@ impl SlabAllocator {
         SlabAllocator {
             head: AtomicPtr::new(core::ptr::null_mut()),
             registry: IrqSpinLock::new(()),
-            cache_cache: KmemCache::new("kmem_cache", core::mem::size_of::<KmemCache>(), core::mem::align_of::<KmemCache>(), CacheFlags::NONE, None),
+            cache_cache: KmemCache::new(
+                "kmem_cache",
+                core::mem::size_of::<KmemCache>(),
+                core::mem::align_of::<KmemCache>(),
+                CacheFlags::NONE,
+                None,
+            ),
         }
     }
 
@@ -956,8 +968,11 @@ impl SlabAllocator {
         constructor: Option<Constructor>,
     ) -> Result<CacheHandle<'a>, SlabError> {
         let caller = Location::caller();
-        let cache = KmemCache::try_new(name, size, align, flags, constructor)
-            .ok_or(SlabError { kind: SlabErrorKind::InvalidLayout, cache: name, caller })?;
+        let cache = KmemCache::try_new(name, size, align, flags, constructor).ok_or(SlabError {
+            kind: SlabErrorKind::InvalidLayout,
+            cache: name,
+            caller,
+        })?;
         let memory = self.cache_cache.alloc(buddy, AllocFlags::NONE)?.cast::<KmemCache>();
         // SAFETY: `memory` is a fresh `kmem_cache` object, sized and aligned for a
         // `KmemCache`, and ours alone.
@@ -1056,7 +1071,14 @@ mod tests {
     #[test]
     fn slot_index_divides_exactly() {
         for slot in (8..=(PAGE_SIZE << MAX_ORDER)).step_by(8).filter(|slot| slot % 4096 == 8 || *slot < 4096 || slot.is_power_of_two()) {
-            let layout = SlotLayout { object_offset: 0, free_pointer_offset: 0, slot_size: slot, order: 0, objects_per_slab: 1, slot_reciprocal: u64::MAX / slot as u64 + 1 };
+            let layout = SlotLayout {
+                object_offset: 0,
+                free_pointer_offset: 0,
+                slot_size: slot,
+                order: 0,
+                objects_per_slab: 1,
+                slot_reciprocal: u64::MAX / slot as u64 + 1,
+            };
             for offset in [0, 1, slot - 1, slot, slot + 1, 3 * slot - 1, 3 * slot, (PAGE_SIZE << MAX_ORDER) - 1] {
                 assert_eq!(layout.slot_index(offset), offset / slot, "offset {} slot {}", offset, slot);
             }

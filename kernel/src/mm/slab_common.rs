@@ -135,7 +135,13 @@ pub fn write_slabtop(slab: &SlabAllocator, order: SortOrder, out: &mut dyn Write
         Kibibytes(total_bytes),
         Percent(active_bytes, total_bytes)
     )?;
-    writeln!(out, " Minimum / Average / Maximum Object : {} / {} / {}", Kibibytes(minimum.min(maximum)), Kibibytes(average), Kibibytes(maximum))?;
+    writeln!(
+        out,
+        " Minimum / Average / Maximum Object : {} / {} / {}",
+        Kibibytes(minimum.min(maximum)),
+        Kibibytes(average),
+        Kibibytes(maximum)
+    )?;
     writeln!(out)?;
     writeln!(out, "  OBJS ACTIVE  USE OBJ SIZE  SLABS OBJ/SLAB CACHE SIZE NAME")?;
     rows.sort_unstable_by(|left, right| {
@@ -213,40 +219,42 @@ fn slabtop(arguments: &Arguments<'_>, out: &mut dyn Write) -> CommandResult {
 
 crate::shell_command!(SLABTOP, "slabtop", "slab cache usage: slabtop [-o] [-s c|o|n]", slabtop);
 
-crate::ktest!(fn cache_objects_keep_their_bytes_and_counts_return() {
-    let memory = &super::MEMORY;
-    crate::kassert!(memory.buddy().is_some(), "mm not initialized: the board must call mm::init_from_platform");
-    let cache = match memory.kmem_cache_create("ktest-object", 200, 16, super::CacheFlags::DEBUG, None) {
-        Ok(cache) => cache,
-        Err(error) => return Err(crate::ktest::TestFailure::new(file!(), line!(), format_args!("{}", error))),
-    };
-    let mut objects = [core::ptr::NonNull::<u8>::dangling(); 300];
-    for (index, slot) in objects.iter_mut().enumerate() {
-        let object = memory.kmem_cache_alloc(&cache, super::AllocFlags::NONE);
-        crate::kassert!(object.is_ok(), "allocation {} failed", index);
-        let object = object.unwrap_or(core::ptr::NonNull::dangling());
-        crate::kassert_eq!(object.as_ptr() as usize % 16, 0);
-        // SAFETY: a live 200-byte object of the cache.
-        unsafe { core::ptr::write_bytes(object.as_ptr(), index as u8, 200) };
-        *slot = object;
+crate::ktest!(
+    fn cache_objects_keep_their_bytes_and_counts_return() {
+        let memory = &super::MEMORY;
+        crate::kassert!(memory.buddy().is_some(), "mm not initialized: the board must call mm::init_from_platform");
+        let cache = match memory.kmem_cache_create("ktest-object", 200, 16, super::CacheFlags::DEBUG, None) {
+            Ok(cache) => cache,
+            Err(error) => return Err(crate::ktest::TestFailure::new(file!(), line!(), format_args!("{}", error))),
+        };
+        let mut objects = [core::ptr::NonNull::<u8>::dangling(); 300];
+        for (index, slot) in objects.iter_mut().enumerate() {
+            let object = memory.kmem_cache_alloc(&cache, super::AllocFlags::NONE);
+            crate::kassert!(object.is_ok(), "allocation {} failed", index);
+            let object = object.unwrap_or(core::ptr::NonNull::dangling());
+            crate::kassert_eq!(object.as_ptr() as usize % 16, 0);
+            // SAFETY: a live 200-byte object of the cache.
+            unsafe { core::ptr::write_bytes(object.as_ptr(), index as u8, 200) };
+            *slot = object;
+        }
+        crate::kassert_eq!(cache.statistics().active_objects, 300);
+        for (index, object) in objects.iter().enumerate() {
+            // SAFETY: still live.
+            let bytes = unsafe { core::slice::from_raw_parts(object.as_ptr(), 200) };
+            crate::kassert!(bytes.iter().all(|&b| b == index as u8), "object {} was overwritten", index);
+            crate::kassert!(memory.kmem_cache_free(&cache, *object).is_ok());
+        }
+        let double_free = memory.kmem_cache_free(&cache, objects[0]);
+        crate::kassert!(
+            matches!(double_free, Err(super::SlabError { kind: super::SlabErrorKind::DoubleFree { .. }, .. })),
+            "expected a double free, got {:?}",
+            double_free
+        );
+        crate::kassert_eq!(cache.statistics().active_objects, 0);
+        crate::kassert!(memory.kmem_cache_destroy(cache).is_ok(), "destroy failed");
+        Ok(())
     }
-    crate::kassert_eq!(cache.statistics().active_objects, 300);
-    for (index, object) in objects.iter().enumerate() {
-        // SAFETY: still live.
-        let bytes = unsafe { core::slice::from_raw_parts(object.as_ptr(), 200) };
-        crate::kassert!(bytes.iter().all(|&b| b == index as u8), "object {} was overwritten", index);
-        crate::kassert!(memory.kmem_cache_free(&cache, *object).is_ok());
-    }
-    let double_free = memory.kmem_cache_free(&cache, objects[0]);
-    crate::kassert!(
-        matches!(double_free, Err(super::SlabError { kind: super::SlabErrorKind::DoubleFree { .. }, .. })),
-        "expected a double free, got {:?}",
-        double_free
-    );
-    crate::kassert_eq!(cache.statistics().active_objects, 0);
-    crate::kassert!(memory.kmem_cache_destroy(cache).is_ok(), "destroy failed");
-    Ok(())
-});
+);
 
 #[cfg(test)]
 mod tests {
@@ -266,7 +274,10 @@ mod tests {
         if cfg!(feature = "slab-debug") {
             assert!(lines[2].starts_with("task_struct            1 "), "{}", lines[2]);
         } else {
-            assert_eq!(lines[2], "task_struct            1      4   1024    4    1 : tunables   32   16    0 : slabdata      1      1      0");
+            assert_eq!(
+                lines[2],
+                "task_struct            1      4   1024    4    1 : tunables   32   16    0 : slabdata      1      1      0"
+            );
         }
         assert!(lines.iter().any(|line| line.starts_with("kmalloc-64 ")));
         assert!(lines.last().unwrap().starts_with("kmem_cache "));

@@ -33,7 +33,13 @@ impl MemoryInfo {
             }
         });
         let free = buddy.free_page_count();
-        MemoryInfo { total: buddy.managed_page_count(), free, available: free + reclaimable, slab: slab_pages, slab_reclaimable: reclaimable }
+        MemoryInfo {
+            total: buddy.managed_page_count(),
+            free,
+            available: free + reclaimable,
+            slab: slab_pages,
+            slab_reclaimable: reclaimable,
+        }
     }
 
     /// Writes the `/proc/meminfo` lines. Counters of subsystems that do not exist yet

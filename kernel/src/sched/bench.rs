@@ -435,14 +435,16 @@ fn bench(arguments: &Arguments<'_>, out: &mut dyn Write) -> CommandResult {
     Ok(())
 }
 
-crate::ktest!(fn benchmarks_measure_something() {
-    // A smoke test of the benchmark code paths with few iterations; no speed is asserted.
-    crate::kassert!(yield_switch(10) > 0);
-    crate::kassert!(semaphore_ping_pong(10) > 0);
-    crate::kassert!(thread_metric::cooperative_scheduling(20_000_000) > 0);
-    crate::kassert!(thread_metric::preemptive_scheduling(50_000_000) > 0);
-    if let Some(latency) = irq_to_task_wakeup(5) {
-        crate::kassert!(latency > 0 && latency < 1_000_000_000, "hang guard: {} ns", latency);
+crate::ktest!(
+    fn benchmarks_measure_something() {
+        // A smoke test of the benchmark code paths with few iterations; no speed is asserted.
+        crate::kassert!(yield_switch(10) > 0);
+        crate::kassert!(semaphore_ping_pong(10) > 0);
+        crate::kassert!(thread_metric::cooperative_scheduling(20_000_000) > 0);
+        crate::kassert!(thread_metric::preemptive_scheduling(50_000_000) > 0);
+        if let Some(latency) = irq_to_task_wakeup(5) {
+            crate::kassert!(latency > 0 && latency < 1_000_000_000, "hang guard: {} ns", latency);
+        }
+        Ok(())
     }
-    Ok(())
-});
+);

@@ -19,7 +19,16 @@ fn write_time(out: &mut dyn Write, nanoseconds: u64) {
 pub fn write_task_line(out: &mut dyn Write, task: &Task) {
     let params = task.params();
     let priority = if params.policy.is_real_time() { alloc::format!("{}", params.rt_priority) } else { alloc::format!("{}", params.nice) };
-    let _ = write!(out, "{:>5} {:>5} {} {:<3} {:>4} {:>3} ", task.id(), task.parent(), task.state().letter(), params.policy.class_abbreviation(), priority, task.cpu());
+    let _ = write!(
+        out,
+        "{:>5} {:>5} {} {:<3} {:>4} {:>3} ",
+        task.id(),
+        task.parent(),
+        task.state().letter(),
+        params.policy.class_abbreviation(),
+        priority,
+        task.cpu()
+    );
     write_time(out, task.utime());
     let _ = write!(out, " ");
     write_time(out, task.stime());

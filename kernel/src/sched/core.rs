@@ -47,7 +47,12 @@ pub(super) struct PerCpu {
 
 impl PerCpu {
     const fn new() -> Self {
-        PerCpu { state: IrqSpinLock::new(None), current_id: AtomicU64::new(0), need_resched: AtomicBool::new(false), preempt_count: AtomicU32::new(0) }
+        PerCpu {
+            state: IrqSpinLock::new(None),
+            current_id: AtomicU64::new(0),
+            need_resched: AtomicBool::new(false),
+            preempt_count: AtomicU32::new(0),
+        }
     }
 }
 

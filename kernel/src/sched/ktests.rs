@@ -20,175 +20,190 @@ fn as_fifo<R>(priority: u8, body: impl FnOnce() -> R) -> R {
     result
 }
 
-ktest!(fn threads_return_their_exit_values() {
-    let handles: Vec<_> = (0..4usize).map(|index| spawn("ktest-worker", move || index * 10 + 1).expect("spawn")).collect();
-    let values: Vec<usize> = handles.into_iter().map(|handle| handle.join()).collect();
-    kassert_eq!(values, [1, 11, 21, 31]);
-    Ok(())
-});
+ktest!(
+    fn threads_return_their_exit_values() {
+        let handles: Vec<_> = (0..4usize).map(|index| spawn("ktest-worker", move || index * 10 + 1).expect("spawn")).collect();
+        let values: Vec<usize> = handles.into_iter().map(|handle| handle.join()).collect();
+        kassert_eq!(values, [1, 11, 21, 31]);
+        Ok(())
+    }
+);
 
-ktest!(fn yield_alternates_between_equal_threads() {
-    // Two FIFO threads of one priority: the tick never preempts them, so each yield hands
-    // the CPU to the other (the fair class's yield is covered by the host tests).
-    let log = Arc::new(SpinLock::new(Vec::new()));
-    let handles: Vec<_> = as_fifo(50, || {
-        [1usize, 2]
-            .into_iter()
-            .map(|id| {
+ktest!(
+    fn yield_alternates_between_equal_threads() {
+        // Two FIFO threads of one priority: the tick never preempts them, so each yield hands
+        // the CPU to the other (the fair class's yield is covered by the host tests).
+        let log = Arc::new(SpinLock::new(Vec::new()));
+        let handles: Vec<_> = as_fifo(50, || {
+            [1usize, 2]
+                .into_iter()
+                .map(|id| {
+                    let log = log.clone();
+                    Builder::new("ktest-yield")
+                        .params(SchedParams::real_time(Policy::Fifo, 10))
+                        .spawn(move || {
+                            for _ in 0..5 {
+                                log.lock().push(id);
+                                yield_now();
+                            }
+                            0
+                        })
+                        .expect("spawn")
+                })
+                .collect()
+        });
+        for handle in handles {
+            handle.join();
+        }
+        let log = log.lock();
+        kassert_eq!(log[..], [1, 2, 1, 2, 1, 2, 1, 2, 1, 2]);
+        Ok(())
+    }
+);
+
+ktest!(
+    fn fifo_threads_run_in_priority_then_arrival_order() {
+        let log = Arc::new(SpinLock::new(Vec::new()));
+        let handles = as_fifo(50, || {
+            let mut handles = Vec::new();
+            for (id, priority) in [(1usize, 10u8), (2, 10), (3, 20), (4, 10)] {
                 let log = log.clone();
-                Builder::new("ktest-yield")
-                    .params(SchedParams::real_time(Policy::Fifo, 10))
+                let handle = Builder::new("ktest-fifo")
+                    .params(SchedParams::real_time(Policy::Fifo, priority))
                     .spawn(move || {
-                        for _ in 0..5 {
-                            log.lock().push(id);
+                        for round in 0..2 {
+                            log.lock().push((id, round));
                             yield_now();
                         }
                         0
                     })
-                    .expect("spawn")
-            })
-            .collect()
-    });
-    for handle in handles {
-        handle.join();
+                    .expect("spawn");
+                handles.push(handle);
+            }
+            kassert!(log.lock().is_empty(), "a lower-priority FIFO thread preempted its creator");
+            Ok(handles)
+        })?;
+        for handle in handles {
+            handle.join();
+        }
+        let expected = [(3, 0), (3, 1), (1, 0), (2, 0), (4, 0), (1, 1), (2, 1), (4, 1)];
+        kassert_eq!(log.lock()[..], expected[..]);
+        Ok(())
     }
-    let log = log.lock();
-    kassert_eq!(log[..], [1, 2, 1, 2, 1, 2, 1, 2, 1, 2]);
-    Ok(())
-});
+);
 
-ktest!(fn fifo_threads_run_in_priority_then_arrival_order() {
-    let log = Arc::new(SpinLock::new(Vec::new()));
-    let handles = as_fifo(50, || {
-        let mut handles = Vec::new();
-        for (id, priority) in [(1usize, 10u8), (2, 10), (3, 20), (4, 10)] {
-            let log = log.clone();
-            let handle = Builder::new("ktest-fifo")
-                .params(SchedParams::real_time(Policy::Fifo, priority))
+ktest!(
+    fn waking_a_higher_priority_thread_preempts_the_waker() {
+        let queue = Arc::new(WaitQueue::new());
+        let flag = Arc::new(AtomicBool::new(false));
+        let ran = Arc::new(AtomicBool::new(false));
+        let handle = {
+            let (queue, flag, ran) = (queue.clone(), flag.clone(), ran.clone());
+            Builder::new("ktest-urgent")
+                .params(SchedParams::real_time(Policy::Fifo, 40))
                 .spawn(move || {
-                    for round in 0..2 {
-                        log.lock().push((id, round));
-                        yield_now();
-                    }
+                    queue.wait_event(|| flag.load(Ordering::Acquire));
+                    ran.store(true, Ordering::Release);
                     0
                 })
-                .expect("spawn");
-            handles.push(handle);
-        }
-        kassert!(log.lock().is_empty(), "a lower-priority FIFO thread preempted its creator");
-        Ok(handles)
-    })?;
-    for handle in handles {
+                .expect("spawn")
+        };
+        let observed = as_fifo(10, || {
+            while !queue.has_waiters() {
+                yield_now();
+            }
+            flag.store(true, Ordering::Release);
+            queue.wake_up();
+            ran.load(Ordering::Acquire)
+        });
         handle.join();
+        kassert!(observed, "the woken FIFO-40 thread had not run when wake_up returned to the FIFO-10 waker");
+        Ok(())
     }
-    let expected = [(3, 0), (3, 1), (1, 0), (2, 0), (4, 0), (1, 1), (2, 1), (4, 1)];
-    kassert_eq!(log.lock()[..], expected[..]);
-    Ok(())
-});
+);
 
-ktest!(fn waking_a_higher_priority_thread_preempts_the_waker() {
-    let queue = Arc::new(WaitQueue::new());
-    let flag = Arc::new(AtomicBool::new(false));
-    let ran = Arc::new(AtomicBool::new(false));
-    let handle = {
-        let (queue, flag, ran) = (queue.clone(), flag.clone(), ran.clone());
-        Builder::new("ktest-urgent")
-            .params(SchedParams::real_time(Policy::Fifo, 40))
-            .spawn(move || {
-                queue.wait_event(|| flag.load(Ordering::Acquire));
-                ran.store(true, Ordering::Release);
-                0
+ktest!(
+    fn exclusive_wake_up_wakes_one_waiter() {
+        let queue = Arc::new(WaitQueue::new());
+        let tokens = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let (queue, tokens, done) = (queue.clone(), tokens.clone(), done.clone());
+                spawn("ktest-waiter", move || {
+                    queue.wait_event_exclusive(|| tokens.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| t.checked_sub(1)).is_ok());
+                    done.fetch_add(1, Ordering::AcqRel);
+                    0
+                })
+                .expect("spawn")
             })
-            .expect("spawn")
-    };
-    let observed = as_fifo(10, || {
-        while !queue.has_waiters() {
+            .collect();
+        let mut guard = 0;
+        while queue.waiters_count() < 3 && guard < 100_000 {
+            yield_now();
+            guard += 1;
+        }
+        kassert_eq!(queue.waiters_count(), 3);
+        tokens.store(1, Ordering::Release);
+        kassert_eq!(queue.wake_up(), 1);
+        for _ in 0..20 {
             yield_now();
         }
-        flag.store(true, Ordering::Release);
-        queue.wake_up();
-        ran.load(Ordering::Acquire)
-    });
-    handle.join();
-    kassert!(observed, "the woken FIFO-40 thread had not run when wake_up returned to the FIFO-10 waker");
-    Ok(())
-});
+        kassert_eq!(done.load(Ordering::Acquire), 1);
+        kassert_eq!(queue.waiters_count(), 2);
+        tokens.store(2, Ordering::Release);
+        kassert_eq!(queue.wake_up_all(), 2);
+        for handle in handles {
+            handle.join();
+        }
+        kassert_eq!(done.load(Ordering::Acquire), 3);
+        Ok(())
+    }
+);
 
-ktest!(fn exclusive_wake_up_wakes_one_waiter() {
-    let queue = Arc::new(WaitQueue::new());
-    let tokens = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
-    let handles: Vec<_> = (0..3)
-        .map(|_| {
-            let (queue, tokens, done) = (queue.clone(), tokens.clone(), done.clone());
-            spawn("ktest-waiter", move || {
-                queue.wait_event_exclusive(|| tokens.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| t.checked_sub(1)).is_ok());
-                done.fetch_add(1, Ordering::AcqRel);
-                0
-            })
-            .expect("spawn")
+ktest!(
+    fn sleep_lasts_at_least_its_duration() {
+        let started = crate::time::since_boot_nanoseconds();
+        super::sleep(Duration::from_millis(5));
+        let elapsed = crate::time::since_boot_nanoseconds() - started;
+        kassert!(elapsed >= 5_000_000, "slept only {} ns", elapsed);
+        kassert!(elapsed < 5_000_000_000, "hang guard: slept {} ns", elapsed);
+        Ok(())
+    }
+);
+
+ktest!(
+    fn switches_are_counted_as_voluntary_or_not() {
+        let task = current().expect("thread");
+        let (voluntary, involuntary) = (task.nvcsw(), task.nivcsw());
+        let other = spawn("ktest-spin", || {
+            for _ in 0..3 {
+                yield_now();
+            }
+            0
         })
-        .collect();
-    let mut guard = 0;
-    while queue.waiters_count() < 3 && guard < 100_000 {
+        .expect("spawn");
         yield_now();
-        guard += 1;
+        other.join();
+        kassert!(task.nivcsw() > involuntary, "yielding to a runnable thread is an involuntary switch");
+        let sleeper = spawn("ktest-sleep", || {
+            super::sleep(Duration::from_millis(2));
+            0
+        })
+        .expect("spawn");
+        let sleeper_task = sleeper.task().clone();
+        sleeper.join();
+        kassert!(task.nvcsw() > voluntary, "blocking in join is a voluntary switch");
+        kassert!(sleeper_task.nvcsw() >= 1);
+        kassert!(task.stack_guard_intact());
+        Ok(())
     }
-    kassert_eq!(queue.waiters_count(), 3);
-    tokens.store(1, Ordering::Release);
-    kassert_eq!(queue.wake_up(), 1);
-    for _ in 0..20 {
-        yield_now();
-    }
-    kassert_eq!(done.load(Ordering::Acquire), 1);
-    kassert_eq!(queue.waiters_count(), 2);
-    tokens.store(2, Ordering::Release);
-    kassert_eq!(queue.wake_up_all(), 2);
-    for handle in handles {
-        handle.join();
-    }
-    kassert_eq!(done.load(Ordering::Acquire), 3);
-    Ok(())
-});
-
-ktest!(fn sleep_lasts_at_least_its_duration() {
-    let started = crate::time::since_boot_nanoseconds();
-    super::sleep(Duration::from_millis(5));
-    let elapsed = crate::time::since_boot_nanoseconds() - started;
-    kassert!(elapsed >= 5_000_000, "slept only {} ns", elapsed);
-    kassert!(elapsed < 5_000_000_000, "hang guard: slept {} ns", elapsed);
-    Ok(())
-});
-
-ktest!(fn switches_are_counted_as_voluntary_or_not() {
-    let task = current().expect("thread");
-    let (voluntary, involuntary) = (task.nvcsw(), task.nivcsw());
-    let other = spawn("ktest-spin", || {
-        for _ in 0..3 {
-            yield_now();
-        }
-        0
-    })
-    .expect("spawn");
-    yield_now();
-    other.join();
-    kassert!(task.nivcsw() > involuntary, "yielding to a runnable thread is an involuntary switch");
-    let sleeper = spawn("ktest-sleep", || {
-        super::sleep(Duration::from_millis(2));
-        0
-    })
-    .expect("spawn");
-    let sleeper_task = sleeper.task().clone();
-    sleeper.join();
-    kassert!(task.nvcsw() > voluntary, "blocking in join is a voluntary switch");
-    kassert!(sleeper_task.nvcsw() >= 1);
-    kassert!(task.stack_guard_intact());
-    Ok(())
-});
+);
 
 /// Whether the periodic tick runs on this board (the preemption tests need it).
 fn tick_running() -> bool {
-    let running = crate::try_platform().is_some_and(|platform| platform.clock_event().is_some() && platform.interrupt_controller().is_some());
+    let running =
+        crate::try_platform().is_some_and(|platform| platform.clock_event().is_some() && platform.interrupt_controller().is_some());
     if !running {
         log::info!("sched: no periodic tick on this board; preemption by the tick is not exercised");
     }
@@ -202,118 +217,130 @@ fn spin_until(deadline: u64, stop: &AtomicBool) {
     }
 }
 
-ktest!(fn higher_priority_wakeup_from_the_tick_preempts_within_a_tick() {
-    if !tick_running() {
-        return Ok(());
-    }
-    use core::sync::atomic::AtomicU64;
-    // Both are created while this thread outranks them: the sleeper (FIFO 30) goes to
-    // sleep first, then the spinner (FIFO 10) spins without ever yielding; only the tick's
-    // wake-up and the preemption at interrupt exit can run the sleeper before the spinner
-    // ends. "Within a tick" is counted in tick interrupts, not wall time: the spinner notes
-    // the tick count when it first sees the deadline passed, the sleeper the count when it
-    // runs; at most one tick may separate them.
-    let stop = Arc::new(AtomicBool::new(false));
-    let deadline = Arc::new(AtomicU64::new(u64::MAX));
-    let seen_at_tick = Arc::new(AtomicU64::new(u64::MAX));
-    let woke_at_tick = Arc::new(AtomicU64::new(0));
-    let (spinner, sleeper) = as_fifo(50, || {
-        let spinner = {
-            let (stop, deadline, seen_at_tick) = (stop.clone(), deadline.clone(), seen_at_tick.clone());
-            Builder::new("ktest-spinner")
-                .params(SchedParams::real_time(Policy::Fifo, 10))
-                .spawn(move || {
-                    let guard = crate::time::since_boot_nanoseconds() + 2_000_000_000;
-                    while !stop.load(Ordering::Acquire) && crate::time::since_boot_nanoseconds() < guard {
-                        if seen_at_tick.load(Ordering::Relaxed) == u64::MAX && crate::time::since_boot_nanoseconds() >= deadline.load(Ordering::Acquire) {
-                            seen_at_tick.store(crate::tick::statistics().ticks, Ordering::Release);
-                        }
-                        core::hint::spin_loop();
-                    }
-                    usize::from(stop.load(Ordering::Acquire))
-                })
-                .expect("spawn")
-        };
-        let sleeper = {
-            let (stop, deadline, woke_at_tick) = (stop.clone(), deadline.clone(), woke_at_tick.clone());
-            Builder::new("ktest-sleeper")
-                .params(SchedParams::real_time(Policy::Fifo, 30))
-                .spawn(move || {
-                    let wake = crate::time::since_boot_nanoseconds() + 3 * crate::tick::TICK_NANOSECONDS;
-                    deadline.store(wake, Ordering::Release);
-                    super::sleep_until(wake);
-                    woke_at_tick.store(crate::tick::statistics().ticks, Ordering::Release);
-                    stop.store(true, Ordering::Release);
-                    0
-                })
-                .expect("spawn")
-        };
-        (spinner, sleeper)
-    });
-    sleeper.join();
-    let spinner_stopped_by_sleeper = spinner.join();
-    kassert_eq!(spinner_stopped_by_sleeper, 1);
-    let (seen, woke) = (seen_at_tick.load(Ordering::Acquire), woke_at_tick.load(Ordering::Acquire));
-    kassert!(seen == u64::MAX || woke <= seen + 1, "the sleeper ran {} tick interrupts after the spinner saw its deadline pass", woke.saturating_sub(seen));
-    Ok(())
-});
-
-ktest!(fn round_robin_threads_take_turns_by_slices() {
-    if !tick_running() {
-        return Ok(());
-    }
-    let log = Arc::new(SpinLock::new(Vec::new()));
-    let deadline = crate::time::since_boot_nanoseconds() + 3 * super::policy::RR_TIMESLICE_NANOSECONDS + 50_000_000;
-    let handles = as_fifo(50, || {
-        (1usize..=2)
-            .map(|id| {
-                let log = log.clone();
-                Builder::new("ktest-rr")
-                    .params(SchedParams::real_time(Policy::RoundRobin, 10))
+ktest!(
+    fn higher_priority_wakeup_from_the_tick_preempts_within_a_tick() {
+        if !tick_running() {
+            return Ok(());
+        }
+        use core::sync::atomic::AtomicU64;
+        // Both are created while this thread outranks them: the sleeper (FIFO 30) goes to
+        // sleep first, then the spinner (FIFO 10) spins without ever yielding; only the tick's
+        // wake-up and the preemption at interrupt exit can run the sleeper before the spinner
+        // ends. "Within a tick" is counted in tick interrupts, not wall time: the spinner notes
+        // the tick count when it first sees the deadline passed, the sleeper the count when it
+        // runs; at most one tick may separate them.
+        let stop = Arc::new(AtomicBool::new(false));
+        let deadline = Arc::new(AtomicU64::new(u64::MAX));
+        let seen_at_tick = Arc::new(AtomicU64::new(u64::MAX));
+        let woke_at_tick = Arc::new(AtomicU64::new(0));
+        let (spinner, sleeper) = as_fifo(50, || {
+            let spinner = {
+                let (stop, deadline, seen_at_tick) = (stop.clone(), deadline.clone(), seen_at_tick.clone());
+                Builder::new("ktest-spinner")
+                    .params(SchedParams::real_time(Policy::Fifo, 10))
                     .spawn(move || {
-                        while crate::time::since_boot_nanoseconds() < deadline {
-                            let mut log = log.lock();
-                            if log.last() != Some(&id) {
-                                log.push(id);
+                        let guard = crate::time::since_boot_nanoseconds() + 2_000_000_000;
+                        while !stop.load(Ordering::Acquire) && crate::time::since_boot_nanoseconds() < guard {
+                            if seen_at_tick.load(Ordering::Relaxed) == u64::MAX
+                                && crate::time::since_boot_nanoseconds() >= deadline.load(Ordering::Acquire)
+                            {
+                                seen_at_tick.store(crate::tick::statistics().ticks, Ordering::Release);
                             }
+                            core::hint::spin_loop();
                         }
+                        usize::from(stop.load(Ordering::Acquire))
+                    })
+                    .expect("spawn")
+            };
+            let sleeper = {
+                let (stop, deadline, woke_at_tick) = (stop.clone(), deadline.clone(), woke_at_tick.clone());
+                Builder::new("ktest-sleeper")
+                    .params(SchedParams::real_time(Policy::Fifo, 30))
+                    .spawn(move || {
+                        let wake = crate::time::since_boot_nanoseconds() + 3 * crate::tick::TICK_NANOSECONDS;
+                        deadline.store(wake, Ordering::Release);
+                        super::sleep_until(wake);
+                        woke_at_tick.store(crate::tick::statistics().ticks, Ordering::Release);
+                        stop.store(true, Ordering::Release);
                         0
                     })
                     .expect("spawn")
-            })
-            .collect::<Vec<_>>()
-    });
-    for handle in handles {
-        handle.join();
+            };
+            (spinner, sleeper)
+        });
+        sleeper.join();
+        let spinner_stopped_by_sleeper = spinner.join();
+        kassert_eq!(spinner_stopped_by_sleeper, 1);
+        let (seen, woke) = (seen_at_tick.load(Ordering::Acquire), woke_at_tick.load(Ordering::Acquire));
+        kassert!(
+            seen == u64::MAX || woke <= seen + 1,
+            "the sleeper ran {} tick interrupts after the spinner saw its deadline pass",
+            woke.saturating_sub(seen)
+        );
+        Ok(())
     }
-    let log = log.lock();
-    kassert!(log.len() >= 3, "two spinning RR threads did not take turns over three slices: {:?}", &log[..]);
-    kassert!(log.len() <= 8, "RR threads switched more often than their slices allow: {:?}", &log[..]);
-    Ok(())
-});
+);
 
-ktest!(fn fair_shares_follow_nice_weights() {
-    if !tick_running() {
-        return Ok(());
-    }
-    // Nice 0 against nice 5: weights 1024 and 335, an expected share of 75.3% for the
-    // first. Tolerance: 10 percentage points (10 ms ticks over 600 ms).
-    let deadline = crate::time::since_boot_nanoseconds() + 600_000_000;
-    let handles: Vec<_> = [0i8, 5]
-        .into_iter()
-        .map(|nice| {
-            Builder::new("ktest-fair")
-                .params(SchedParams::normal(nice))
-                .spawn(move || {
-                    let stop = AtomicBool::new(false);
-                    spin_until(deadline, &stop);
-                    super::core::current_runtime() as usize
+ktest!(
+    fn round_robin_threads_take_turns_by_slices() {
+        if !tick_running() {
+            return Ok(());
+        }
+        let log = Arc::new(SpinLock::new(Vec::new()));
+        let deadline = crate::time::since_boot_nanoseconds() + 3 * super::policy::RR_TIMESLICE_NANOSECONDS + 50_000_000;
+        let handles = as_fifo(50, || {
+            (1usize..=2)
+                .map(|id| {
+                    let log = log.clone();
+                    Builder::new("ktest-rr")
+                        .params(SchedParams::real_time(Policy::RoundRobin, 10))
+                        .spawn(move || {
+                            while crate::time::since_boot_nanoseconds() < deadline {
+                                let mut log = log.lock();
+                                if log.last() != Some(&id) {
+                                    log.push(id);
+                                }
+                            }
+                            0
+                        })
+                        .expect("spawn")
                 })
-                .expect("spawn")
-        })
-        .collect();
-    let times: Vec<usize> = handles.into_iter().map(|handle| handle.join()).collect();
-    let share = times[0] as f64 / (times[0] + times[1]).max(1) as f64;
-    kassert!((share - 0.753).abs() < 0.1, "nice 0 got {:.3} of the CPU against nice 5 (expected 0.753); times {:?}", share, &times[..]);
-    Ok(())
-});
+                .collect::<Vec<_>>()
+        });
+        for handle in handles {
+            handle.join();
+        }
+        let log = log.lock();
+        kassert!(log.len() >= 3, "two spinning RR threads did not take turns over three slices: {:?}", &log[..]);
+        kassert!(log.len() <= 8, "RR threads switched more often than their slices allow: {:?}", &log[..]);
+        Ok(())
+    }
+);
+
+ktest!(
+    fn fair_shares_follow_nice_weights() {
+        if !tick_running() {
+            return Ok(());
+        }
+        // Nice 0 against nice 5: weights 1024 and 335, an expected share of 75.3% for the
+        // first. Tolerance: 10 percentage points (10 ms ticks over 600 ms).
+        let deadline = crate::time::since_boot_nanoseconds() + 600_000_000;
+        let handles: Vec<_> = [0i8, 5]
+            .into_iter()
+            .map(|nice| {
+                Builder::new("ktest-fair")
+                    .params(SchedParams::normal(nice))
+                    .spawn(move || {
+                        let stop = AtomicBool::new(false);
+                        spin_until(deadline, &stop);
+                        super::core::current_runtime() as usize
+                    })
+                    .expect("spawn")
+            })
+            .collect();
+        let times: Vec<usize> = handles.into_iter().map(|handle| handle.join()).collect();
+        let share = times[0] as f64 / (times[0] + times[1]).max(1) as f64;
+        kassert!((share - 0.753).abs() < 0.1, "nice 0 got {:.3} of the CPU against nice 5 (expected 0.753); times {:?}", share, &times[..]);
+        Ok(())
+    }
+);

@@ -20,15 +20,15 @@ pub mod task;
 
 mod ktests;
 
-use alloc::boxed::Box;
-use alloc::sync::Arc;
 use ::core::sync::atomic::Ordering;
 use ::core::time::Duration;
+use alloc::boxed::Box;
+use alloc::sync::Arc;
 
 pub use self::core::{
-    current, current_id, cpu_times, idle_loop, is_running, need_resched, preempt_count, preempt_disable, preempt_enable, preempt_schedule_irq,
-    schedule, scheduler_tick, set_current_state, set_need_resched, sleep_until, this_cpu, wake_expired_sleepers, wake_up_process, CpuTimes,
-    MAX_SCHED_CPUS,
+    cpu_times, current, current_id, idle_loop, is_running, need_resched, preempt_count, preempt_disable, preempt_enable,
+    preempt_schedule_irq, schedule, scheduler_tick, set_current_state, set_need_resched, sleep_until, this_cpu, wake_expired_sleepers,
+    wake_up_process, CpuTimes, MAX_SCHED_CPUS,
 };
 pub use balance::CpuMask;
 pub use policy::{ParameterError, Policy, SchedParams};
@@ -58,7 +58,12 @@ pub fn init() {
     let platform = crate::platform();
     proc::register_proc_files();
     if self::core::init_cpu(platform.context_switch()) {
-        log::info!("sched: scheduler running on CPU {} (RT FIFO/RR over {} levels, fair class, HZ={})", this_cpu(), policy::MAX_RT_PRIO, crate::tick::HZ);
+        log::info!(
+            "sched: scheduler running on CPU {} (RT FIFO/RR over {} levels, fair class, HZ={})",
+            this_cpu(),
+            policy::MAX_RT_PRIO,
+            crate::tick::HZ
+        );
     } else {
         log::warn!("sched: the board supplies no context switch; running single-threaded");
     }

@@ -111,11 +111,8 @@ impl SchedParams {
         if !(MIN_NICE..=MAX_NICE).contains(&self.nice) {
             return Err(ParameterError::InvalidNice);
         }
-        let valid_priority = if self.policy.is_real_time() {
-            (1..=MAX_USER_RT_PRIO).contains(&self.rt_priority)
-        } else {
-            self.rt_priority == 0
-        };
+        let valid_priority =
+            if self.policy.is_real_time() { (1..=MAX_USER_RT_PRIO).contains(&self.rt_priority) } else { self.rt_priority == 0 };
         if valid_priority {
             Ok(self)
         } else {
@@ -231,7 +228,12 @@ mod tests {
         assert!(SchedParams::real_time(Policy::RoundRobin, 100).validate().is_err());
         assert!(SchedParams::normal(20).validate().is_err());
         assert!(SchedParams { policy: Policy::Normal, rt_priority: 5, nice: 0 }.validate().is_err());
-        for params in [SchedParams::normal(-20), SchedParams::normal(19), SchedParams::real_time(Policy::RoundRobin, 99), SchedParams::real_time(Policy::Fifo, 1)] {
+        for params in [
+            SchedParams::normal(-20),
+            SchedParams::normal(19),
+            SchedParams::real_time(Policy::RoundRobin, 99),
+            SchedParams::real_time(Policy::Fifo, 1),
+        ] {
             assert_eq!(params.validate(), Ok(params));
             assert_eq!(SchedParams::unpack(params.pack()), params);
         }

@@ -134,8 +134,10 @@ fn show_stat(out: &mut dyn Write) -> fmt::Result {
     let (running, blocked) = task_counts();
     writeln!(out, "procs_running {}", running)?;
     writeln!(out, "procs_blocked {}", blocked)?;
-    let softirqs: alloc::vec::Vec<[u64; crate::softirq::NR_SOFTIRQS]> = (0..cpus).map(|cpu| crate::softirq::statistics(cpu).counts).collect();
-    let per_vector: alloc::vec::Vec<u64> = (0..crate::softirq::NR_SOFTIRQS).map(|vector| softirqs.iter().map(|counts| counts[vector]).sum()).collect();
+    let softirqs: alloc::vec::Vec<[u64; crate::softirq::NR_SOFTIRQS]> =
+        (0..cpus).map(|cpu| crate::softirq::statistics(cpu).counts).collect();
+    let per_vector: alloc::vec::Vec<u64> =
+        (0..crate::softirq::NR_SOFTIRQS).map(|vector| softirqs.iter().map(|counts| counts[vector]).sum()).collect();
     write!(out, "softirq {}", per_vector.iter().sum::<u64>())?;
     for count in per_vector {
         write!(out, " {}", count)?;
@@ -145,7 +147,8 @@ fn show_stat(out: &mut dyn Write) -> fmt::Result {
 
 /// Registers `loadavg`, `uptime` and `stat`.
 pub fn register_proc_files() {
-    let files: [(&'static str, crate::fs::procfs::ShowFunction); 3] = [("loadavg", show_loadavg), ("uptime", show_uptime), ("stat", show_stat)];
+    let files: [(&'static str, crate::fs::procfs::ShowFunction); 3] =
+        [("loadavg", show_loadavg), ("uptime", show_uptime), ("stat", show_stat)];
     for (name, show) in files {
         if let Err(error) = crate::fs::procfs::register(name, show) {
             log::warn!("sched: cannot register /proc/{}: {:?}", name, error);
@@ -153,23 +156,25 @@ pub fn register_proc_files() {
     }
 }
 
-crate::ktest!(fn proc_files_have_linux_formats() {
-    let mut text = alloc::string::String::new();
-    crate::kassert!(crate::fs::procfs::read("/proc/uptime", &mut text).is_ok());
-    let fields: alloc::vec::Vec<&str> = text.split_whitespace().collect();
-    crate::kassert!(fields.len() == 2 && fields.iter().all(|field| field.contains('.')), "uptime: {:?}", text);
-    text.clear();
-    crate::kassert!(crate::fs::procfs::read("/proc/loadavg", &mut text).is_ok());
-    crate::kassert_eq!(text.split_whitespace().count(), 5);
-    text.clear();
-    crate::kassert!(crate::fs::procfs::read("/proc/stat", &mut text).is_ok());
-    for key in ["cpu ", "cpu0 ", "intr ", "ctxt ", "btime ", "processes ", "procs_running ", "procs_blocked ", "softirq "] {
-        crate::kassert!(text.lines().any(|line| line.starts_with(key)), "/proc/stat has no '{}' line", key);
+crate::ktest!(
+    fn proc_files_have_linux_formats() {
+        let mut text = alloc::string::String::new();
+        crate::kassert!(crate::fs::procfs::read("/proc/uptime", &mut text).is_ok());
+        let fields: alloc::vec::Vec<&str> = text.split_whitespace().collect();
+        crate::kassert!(fields.len() == 2 && fields.iter().all(|field| field.contains('.')), "uptime: {:?}", text);
+        text.clear();
+        crate::kassert!(crate::fs::procfs::read("/proc/loadavg", &mut text).is_ok());
+        crate::kassert_eq!(text.split_whitespace().count(), 5);
+        text.clear();
+        crate::kassert!(crate::fs::procfs::read("/proc/stat", &mut text).is_ok());
+        for key in ["cpu ", "cpu0 ", "intr ", "ctxt ", "btime ", "processes ", "procs_running ", "procs_blocked ", "softirq "] {
+            crate::kassert!(text.lines().any(|line| line.starts_with(key)), "/proc/stat has no '{}' line", key);
+        }
+        let switches: u64 = text.lines().find_map(|line| line.strip_prefix("ctxt ")).and_then(|value| value.parse().ok()).unwrap_or(0);
+        crate::kassert!(switches > 0, "no context switch counted");
+        Ok(())
     }
-    let switches: u64 = text.lines().find_map(|line| line.strip_prefix("ctxt ")).and_then(|value| value.parse().ok()).unwrap_or(0);
-    crate::kassert!(switches > 0, "no context switch counted");
-    Ok(())
-});
+);
 
 #[cfg(test)]
 mod tests {

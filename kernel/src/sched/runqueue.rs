@@ -7,8 +7,7 @@
 use alloc::collections::BTreeMap;
 
 use super::policy::{
-    calc_delta_fair, sched_slice, Policy, SchedParams, RR_TIMESLICE_NANOSECONDS, SCHED_LATENCY_NANOSECONDS,
-    WAKEUP_GRANULARITY_NANOSECONDS,
+    calc_delta_fair, sched_slice, Policy, SchedParams, RR_TIMESLICE_NANOSECONDS, SCHED_LATENCY_NANOSECONDS, WAKEUP_GRANULARITY_NANOSECONDS,
 };
 use super::rt::RtQueue;
 

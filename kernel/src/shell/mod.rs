@@ -162,7 +162,12 @@ fn read_byte() -> u8 {
 
 /// Runs the interactive shell forever.
 pub fn run() -> ! {
-    crate::println!("\nWelcome to {} {} on {}. Type 'help' for commands.", crate::KERNEL_NAME, crate::KERNEL_RELEASE, crate::platform().board_name());
+    crate::println!(
+        "\nWelcome to {} {} on {}. Type 'help' for commands.",
+        crate::KERNEL_NAME,
+        crate::KERNEL_RELEASE,
+        crate::platform().board_name()
+    );
     let mut editor = LineEditor::new();
     loop {
         crate::print!("{}", PROMPT);

@@ -38,59 +38,63 @@ fn raise_from_interrupt() -> Result<bool, crate::ktest::TestFailure> {
     Ok(true)
 }
 
-ktest!(fn softirqs_raised_in_an_interrupt_run_at_its_exit() {
-    RUNS.store(0, Ordering::Release);
-    FLOOD_TARGET.store(0, Ordering::Release);
-    RAN_IN_SOFTIRQ_CONTEXT.store(true, Ordering::Release);
-    open_softirq(Softirq::IrqPoll, counting_handler);
-    let cpu = sched::this_cpu();
-    let before = statistics(cpu);
-    let raised = raise_from_interrupt();
-    let after = statistics(cpu);
-    close_softirq(Softirq::IrqPoll);
-    if !raised? {
-        return Ok(());
-    }
-    kassert_eq!(RUNS.load(Ordering::Acquire), 1);
-    kassert!(RAN_IN_SOFTIRQ_CONTEXT.load(Ordering::Acquire), "the handler did not run in softirq context");
-    kassert!(after.runs_at_irq_exit > before.runs_at_irq_exit);
-    kassert_eq!(after.runs_in_ksoftirqd, before.runs_in_ksoftirqd);
-    kassert_eq!(after.counts[Softirq::IrqPoll as usize], before.counts[Softirq::IrqPoll as usize] + 1);
-    Ok(())
-});
-
-ktest!(fn a_softirq_flood_moves_to_ksoftirqd() {
-    RUNS.store(0, Ordering::Release);
-    FLOOD_TARGET.store(500, Ordering::Release);
-    open_softirq(Softirq::IrqPoll, counting_handler);
-    let cpu = sched::this_cpu();
-    let before = statistics(cpu);
-    let raised = match raise_from_interrupt() {
-        Ok(raised) => raised,
-        Err(failure) => {
-            close_softirq(Softirq::IrqPoll);
-            return Err(failure);
+ktest!(
+    fn softirqs_raised_in_an_interrupt_run_at_its_exit() {
+        RUNS.store(0, Ordering::Release);
+        FLOOD_TARGET.store(0, Ordering::Release);
+        RAN_IN_SOFTIRQ_CONTEXT.store(true, Ordering::Release);
+        open_softirq(Softirq::IrqPoll, counting_handler);
+        let cpu = sched::this_cpu();
+        let before = statistics(cpu);
+        let raised = raise_from_interrupt();
+        let after = statistics(cpu);
+        close_softirq(Softirq::IrqPoll);
+        if !raised? {
+            return Ok(());
         }
-    };
-    if !raised {
-        // From task context the whole flood belongs to ksoftirqd.
-        raise_softirq(Softirq::IrqPoll);
+        kassert_eq!(RUNS.load(Ordering::Acquire), 1);
+        kassert!(RAN_IN_SOFTIRQ_CONTEXT.load(Ordering::Acquire), "the handler did not run in softirq context");
+        kassert!(after.runs_at_irq_exit > before.runs_at_irq_exit);
+        kassert_eq!(after.runs_in_ksoftirqd, before.runs_in_ksoftirqd);
+        kassert_eq!(after.counts[Softirq::IrqPoll as usize], before.counts[Softirq::IrqPoll as usize] + 1);
+        Ok(())
     }
-    let started = crate::time::since_boot_nanoseconds();
-    while RUNS.load(Ordering::Acquire) < 500 && crate::time::since_boot_nanoseconds() - started < 5_000_000_000 {
-        sched::sleep(Duration::from_millis(1));
+);
+
+ktest!(
+    fn a_softirq_flood_moves_to_ksoftirqd() {
+        RUNS.store(0, Ordering::Release);
+        FLOOD_TARGET.store(500, Ordering::Release);
+        open_softirq(Softirq::IrqPoll, counting_handler);
+        let cpu = sched::this_cpu();
+        let before = statistics(cpu);
+        let raised = match raise_from_interrupt() {
+            Ok(raised) => raised,
+            Err(failure) => {
+                close_softirq(Softirq::IrqPoll);
+                return Err(failure);
+            }
+        };
+        if !raised {
+            // From task context the whole flood belongs to ksoftirqd.
+            raise_softirq(Softirq::IrqPoll);
+        }
+        let started = crate::time::since_boot_nanoseconds();
+        while RUNS.load(Ordering::Acquire) < 500 && crate::time::since_boot_nanoseconds() - started < 5_000_000_000 {
+            sched::sleep(Duration::from_millis(1));
+        }
+        close_softirq(Softirq::IrqPoll);
+        let after = statistics(cpu);
+        kassert_eq!(RUNS.load(Ordering::Acquire), 500);
+        kassert!(after.runs_in_ksoftirqd > before.runs_in_ksoftirqd, "ksoftirqd never ran the flood");
+        if raised {
+            kassert!(after.handed_to_ksoftirqd > before.handed_to_ksoftirqd, "interrupt exit never gave up on the flood");
+            let at_exit_runs = (after.counts[Softirq::IrqPoll as usize] - before.counts[Softirq::IrqPoll as usize]).min(500);
+            kassert!(at_exit_runs >= super::MAX_SOFTIRQ_RESTART as u64);
+        }
+        Ok(())
     }
-    close_softirq(Softirq::IrqPoll);
-    let after = statistics(cpu);
-    kassert_eq!(RUNS.load(Ordering::Acquire), 500);
-    kassert!(after.runs_in_ksoftirqd > before.runs_in_ksoftirqd, "ksoftirqd never ran the flood");
-    if raised {
-        kassert!(after.handed_to_ksoftirqd > before.handed_to_ksoftirqd, "interrupt exit never gave up on the flood");
-        let at_exit_runs = (after.counts[Softirq::IrqPoll as usize] - before.counts[Softirq::IrqPoll as usize]).min(500);
-        kassert!(at_exit_runs >= super::MAX_SOFTIRQ_RESTART as u64);
-    }
-    Ok(())
-});
+);
 
 static NESTED: AtomicUsize = AtomicUsize::new(0);
 static INSIDE: AtomicBool = AtomicBool::new(false);
@@ -106,19 +110,21 @@ fn reschedule_self(limit: usize) {
     INSIDE.store(false, Ordering::Release);
 }
 
-ktest!(fn a_tasklet_never_runs_inside_itself_and_reruns_when_rescheduled() {
-    let before = SELF_RESCHEDULING.runs();
-    kassert_eq!(before, 0);
-    SELF_RESCHEDULING.schedule();
-    let started = crate::time::since_boot_nanoseconds();
-    while SELF_RESCHEDULING.runs() < 20 && crate::time::since_boot_nanoseconds() - started < 5_000_000_000 {
-        sched::sleep(Duration::from_millis(1));
+ktest!(
+    fn a_tasklet_never_runs_inside_itself_and_reruns_when_rescheduled() {
+        let before = SELF_RESCHEDULING.runs();
+        kassert_eq!(before, 0);
+        SELF_RESCHEDULING.schedule();
+        let started = crate::time::since_boot_nanoseconds();
+        while SELF_RESCHEDULING.runs() < 20 && crate::time::since_boot_nanoseconds() - started < 5_000_000_000 {
+            sched::sleep(Duration::from_millis(1));
+        }
+        SELF_RESCHEDULING.kill();
+        kassert_eq!(SELF_RESCHEDULING.runs(), 20);
+        kassert_eq!(NESTED.load(Ordering::Relaxed), 0);
+        Ok(())
     }
-    SELF_RESCHEDULING.kill();
-    kassert_eq!(SELF_RESCHEDULING.runs(), 20);
-    kassert_eq!(NESTED.load(Ordering::Relaxed), 0);
-    Ok(())
-});
+);
 
 static COALESCED_RUNS: AtomicUsize = AtomicUsize::new(0);
 static COALESCING: Tasklet = Tasklet::new(count_coalesced, 0);
@@ -127,16 +133,18 @@ fn count_coalesced(_data: usize) {
     COALESCED_RUNS.fetch_add(1, Ordering::Relaxed);
 }
 
-ktest!(fn scheduling_a_pending_tasklet_coalesces_and_disable_defers() {
-    COALESCING.disable();
-    for _ in 0..5 {
-        COALESCING.schedule();
+ktest!(
+    fn scheduling_a_pending_tasklet_coalesces_and_disable_defers() {
+        COALESCING.disable();
+        for _ in 0..5 {
+            COALESCING.schedule();
+        }
+        sched::sleep(Duration::from_millis(3));
+        kassert!(COALESCED_RUNS.load(Ordering::Relaxed) == 0, "a disabled tasklet ran");
+        COALESCING.enable();
+        COALESCING.kill();
+        let runs = COALESCED_RUNS.load(Ordering::Relaxed);
+        kassert!(runs == 1, "five schedules of a pending tasklet ran it {} times", runs);
+        Ok(())
     }
-    sched::sleep(Duration::from_millis(3));
-    kassert!(COALESCED_RUNS.load(Ordering::Relaxed) == 0, "a disabled tasklet ran");
-    COALESCING.enable();
-    COALESCING.kill();
-    let runs = COALESCED_RUNS.load(Ordering::Relaxed);
-    kassert!(runs == 1, "five schedules of a pending tasklet ran it {} times", runs);
-    Ok(())
-});
+);

@@ -45,7 +45,8 @@ pub enum Softirq {
 /// Number of vectors.
 pub const NR_SOFTIRQS: usize = 10;
 /// Names as `/proc/softirqs` prints them.
-pub const SOFTIRQ_NAMES: [&str; NR_SOFTIRQS] = ["HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU"];
+pub const SOFTIRQ_NAMES: [&str; NR_SOFTIRQS] =
+    ["HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU"];
 /// Most passes over the pending vectors at one interrupt exit.
 pub const MAX_SOFTIRQ_RESTART: u32 = 10;
 /// Most time spent on softirqs at one interrupt exit (2 ms, Linux's `MAX_SOFTIRQ_TIME`).

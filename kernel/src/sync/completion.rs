@@ -32,12 +32,13 @@ impl Completion {
 
     /// Consumes one completion if there is one, without sleeping.
     pub fn try_wait(&self) -> bool {
-        self.done.fetch_update(Ordering::AcqRel, Ordering::Acquire, |done| match done {
-            0 => None,
-            ALL => Some(ALL),
-            other => Some(other - 1),
-        })
-        .is_ok()
+        self.done
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |done| match done {
+                0 => None,
+                ALL => Some(ALL),
+                other => Some(other - 1),
+            })
+            .is_ok()
     }
 
     /// Sleeps until completed, consuming one completion.

@@ -26,7 +26,12 @@ impl CondVar {
     }
 
     /// Waits until `condition` holds on the protected data.
-    pub fn wait_while<'a, T: ?Sized>(&self, mutex: &'a Mutex<T>, mut guard: MutexGuard<'a, T>, mut condition: impl FnMut(&mut T) -> bool) -> MutexGuard<'a, T> {
+    pub fn wait_while<'a, T: ?Sized>(
+        &self,
+        mutex: &'a Mutex<T>,
+        mut guard: MutexGuard<'a, T>,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) -> MutexGuard<'a, T> {
         while condition(&mut guard) {
             guard = self.wait(mutex, guard);
         }

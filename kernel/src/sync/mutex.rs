@@ -43,10 +43,7 @@ impl<T> Mutex<T> {
 impl<T: ?Sized> Mutex<T> {
     /// Takes the mutex if it is free, without sleeping.
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-        self.owner
-            .compare_exchange(UNLOCKED, owner_token(), Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| MutexGuard { mutex: self })
+        self.owner.compare_exchange(UNLOCKED, owner_token(), Ordering::Acquire, Ordering::Relaxed).ok().map(|_| MutexGuard { mutex: self })
     }
 
     /// Takes the mutex, sleeping while another task holds it. Panics if the caller holds it.

@@ -28,11 +28,7 @@ impl<T> Once<T> {
 
     /// Runs `init` if no one has yet, waits if someone is running it, and returns the value.
     pub fn call_once(&self, init: impl FnOnce() -> T) -> &T {
-        if self
-            .state
-            .compare_exchange(INCOMPLETE, RUNNING, Ordering::Acquire, Ordering::Acquire)
-            .is_ok()
-        {
+        if self.state.compare_exchange(INCOMPLETE, RUNNING, Ordering::Acquire, Ordering::Acquire).is_ok() {
             // SAFETY: the successful compare-exchange made this caller the only writer; no
             // reader touches the value until `state` is COMPLETE.
             unsafe { (*self.value.get()).write(init()) };

@@ -41,7 +41,9 @@ impl<T: ?Sized> RwSemaphore<T> {
 
     fn try_down_write(&self) -> bool {
         self.state
-            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |state| (state & (WRITER | READERS) == 0).then_some((state & WRITERS_WAITING) | WRITER))
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |state| {
+                (state & (WRITER | READERS) == 0).then_some((state & WRITERS_WAITING) | WRITER)
+            })
             .is_ok()
     }
 

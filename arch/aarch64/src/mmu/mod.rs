@@ -16,9 +16,11 @@ use core::arch::asm;
 use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use hinoki_interface::{MapError, Platform, PhysicalAddress};
+use hinoki_interface::{MapError, PhysicalAddress, Platform};
 use hinoki_kernel::mm::paging::aarch64::{translation_control, Stage1, MAIR_VALUE};
-use hinoki_kernel::mm::paging::{build_kernel_map, KernelFrames, KernelImage, KernelMapPolicy, KernelMmu, PageTable, TranslationHardware, PAGE_SIZE};
+use hinoki_kernel::mm::paging::{
+    build_kernel_map, KernelFrames, KernelImage, KernelMapPolicy, KernelMmu, PageTable, TranslationHardware, PAGE_SIZE,
+};
 
 /// The MMU type an aarch64 board stores and returns from `Platform::mmu`.
 pub type Aarch64Mmu = KernelMmu<Stage1Hardware>;
@@ -173,8 +175,13 @@ fn invalidate_data_cache(start: usize, size: usize) {
 /// off), or another [`MapError`] from an unusable memory region.
 pub fn paging_init(platform: &dyn Platform) -> Result<Aarch64Mmu, MapError> {
     let image = kernel_image();
-    let table: PageTable<Stage1> =
-        build_kernel_map(&image, &mut |visit| platform.memory_regions(visit), &[], KernelMapPolicy { ram_blocks: false }, &mut KernelFrames)?;
+    let table: PageTable<Stage1> = build_kernel_map(
+        &image,
+        &mut |visit| platform.memory_regions(visit),
+        &[],
+        KernelMapPolicy { ram_blocks: false },
+        &mut KernelFrames,
+    )?;
     let mut tables = 0;
     table.for_each_table(&mut |frame| {
         invalidate_data_cache(frame.0 as usize, PAGE_SIZE);

@@ -21,10 +21,12 @@ use core::arch::asm;
 use core::ops::Range;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use hinoki_interface::{MapError, Platform, PhysicalAddress};
+use hinoki_interface::{MapError, PhysicalAddress, Platform};
 use hinoki_kernel::mm::paging::kernel_map::KERNEL_DEVICE;
 use hinoki_kernel::mm::paging::x86_64::FourLevel;
-use hinoki_kernel::mm::paging::{build_kernel_map, Dma32Frames, KernelImage, KernelMapPolicy, KernelMmu, PageTable, TranslationHardware, PAGE_SIZE};
+use hinoki_kernel::mm::paging::{
+    build_kernel_map, Dma32Frames, KernelImage, KernelMapPolicy, KernelMmu, PageTable, TranslationHardware, PAGE_SIZE,
+};
 
 mod ktests;
 

@@ -16,7 +16,9 @@ use core::fmt;
 use layout::*;
 
 use super::page_cache::PageCache;
-use super::vfs::{Clock, DirectoryEntry, Errno, FileSystem, FileSystemStatistics, FileType, InodeNumber, Metadata, MetadataChanges, Result};
+use super::vfs::{
+    Clock, DirectoryEntry, Errno, FileSystem, FileSystemStatistics, FileType, InodeNumber, Metadata, MetadataChanges, Result,
+};
 use crate::sync::SpinLock;
 
 /// Why a mount was refused.
@@ -194,7 +196,10 @@ impl State {
 
     fn check_block(&self, block: u32, what: &str) -> Result<u32> {
         if block < self.geometry.first_data_block || block >= self.geometry.blocks_count {
-            return Err(corrupt(format_args!("{} block {} out of range (blocks {}..{})", what, block, self.geometry.first_data_block, self.geometry.blocks_count)));
+            return Err(corrupt(format_args!(
+                "{} block {} out of range (blocks {}..{})",
+                what, block, self.geometry.first_data_block, self.geometry.blocks_count
+            )));
         }
         Ok(block)
     }
@@ -347,8 +352,12 @@ impl State {
         if directory {
             // Spread directories: the group with free inodes and the most free blocks.
             let average = self.superblock.u32_at(superblock::FREE_BLOCKS_COUNT) / groups;
-            let preferred = (0..groups).map(|step| (parent_group + step) % groups).filter(|&group| has_inodes(group) && self.group_field(group, group::FREE_BLOCKS) >= average);
-            if let Some(group) = preferred.max_by_key(|&group| (self.group_field(group, group::FREE_BLOCKS), u32::MAX - self.group_field(group, group::USED_DIRECTORIES))) {
+            let preferred = (0..groups)
+                .map(|step| (parent_group + step) % groups)
+                .filter(|&group| has_inodes(group) && self.group_field(group, group::FREE_BLOCKS) >= average);
+            if let Some(group) = preferred.max_by_key(|&group| {
+                (self.group_field(group, group::FREE_BLOCKS), u32::MAX - self.group_field(group, group::USED_DIRECTORIES))
+            }) {
                 return Some(group);
             }
         }
@@ -361,7 +370,8 @@ impl State {
         let bitmap_block = self.group_field(group, group::INODE_BITMAP);
         let mut bitmap = self.read_block(bitmap_block)?;
         let first_allowed = self.geometry.first_inode.saturating_sub(group * self.geometry.inodes_per_group + 1);
-        let Some(bit) = Self::find_clear_bit(&bitmap, self.geometry.inodes_per_group, first_allowed.min(self.geometry.inodes_per_group)) else {
+        let Some(bit) = Self::find_clear_bit(&bitmap, self.geometry.inodes_per_group, first_allowed.min(self.geometry.inodes_per_group))
+        else {
             return Err(corrupt(format_args!("group {} claims free inodes but its bitmap is full", group)));
         };
         bitmap[(bit / 8) as usize] |= 1 << (bit % 8);
@@ -516,7 +526,11 @@ impl State {
             if child_base + span <= keep {
                 continue;
             }
-            let free_child = if level == 1 { child_base >= keep } else { self.truncate_subtree(inode, child, level - 1, child_base, keep, depth_guard + 1)? };
+            let free_child = if level == 1 {
+                child_base >= keep
+            } else {
+                self.truncate_subtree(inode, child, level - 1, child_base, keep, depth_guard + 1)?
+            };
             if free_child {
                 self.free_block(child)?;
                 inode.add_sectors(-i64::from(self.geometry.sectors_per_block()));
@@ -686,11 +700,21 @@ impl State {
                 let record_length = usize::from(data.u16_at(offset + 4));
                 let name_length = if self.geometry.filetype { usize::from(data[offset + 6]) } else { usize::from(data.u16_at(offset + 6)) };
                 let type_code = if self.geometry.filetype { data[offset + 7] } else { 0 };
-                if record_length < 8 || record_length % 4 != 0 || offset + record_length > block_size || (inode != 0 && entry_length(name_length) > record_length) {
-                    return Err(corrupt(format_args!("directory {} block {} offset {}: bad rec_len {} (name_len {})", directory.number, logical, offset, record_length, name_length)));
+                if record_length < 8
+                    || record_length % 4 != 0
+                    || offset + record_length > block_size
+                    || (inode != 0 && entry_length(name_length) > record_length)
+                {
+                    return Err(corrupt(format_args!(
+                        "directory {} block {} offset {}: bad rec_len {} (name_len {})",
+                        directory.number, logical, offset, record_length, name_length
+                    )));
                 }
                 if inode > self.geometry.inodes_count {
-                    return Err(corrupt(format_args!("directory {} entry points to inode {} past the inode count", directory.number, inode)));
+                    return Err(corrupt(format_args!(
+                        "directory {} entry points to inode {} past the inode count",
+                        directory.number, inode
+                    )));
                 }
                 let name = data[offset + 8..offset + 8 + name_length.min(record_length - 8)].to_vec();
                 entries.push(RawEntry { logical_block: logical, offset, inode, record_length, name_length, type_code, name });
@@ -845,7 +869,10 @@ impl Ext2 {
         let mut sb = vec![0u8; SUPERBLOCK_SIZE];
         cache.read(SUPERBLOCK_OFFSET, &mut sb).map_err(|errno| refuse(errno, "cannot read the superblock".to_string()))?;
         if sb.u16_at(superblock::MAGIC) != EXT2_MAGIC {
-            return Err(refuse(Errno::EINVAL, alloc::format!("bad magic number {:#06x} in superblock (not ext2)", sb.u16_at(superblock::MAGIC))));
+            return Err(refuse(
+                Errno::EINVAL,
+                alloc::format!("bad magic number {:#06x} in superblock (not ext2)", sb.u16_at(superblock::MAGIC)),
+            ));
         }
         let revision = sb.u32_at(superblock::REVISION);
         if revision > 1 {
@@ -859,16 +886,25 @@ impl Ext2 {
         let (incompat, ro_compat, inode_size, first_inode) = if revision == 0 {
             (0, 0, 128, 11)
         } else {
-            (sb.u32_at(superblock::FEATURE_INCOMPAT), sb.u32_at(superblock::FEATURE_RO_COMPAT), u32::from(sb.u16_at(superblock::INODE_SIZE)), sb.u32_at(superblock::FIRST_INODE))
+            (
+                sb.u32_at(superblock::FEATURE_INCOMPAT),
+                sb.u32_at(superblock::FEATURE_RO_COMPAT),
+                u32::from(sb.u16_at(superblock::INODE_SIZE)),
+                sb.u32_at(superblock::FIRST_INODE),
+            )
         };
         let unsupported = incompat & !SUPPORTED_INCOMPAT;
         if unsupported != 0 {
-            return Err(refuse(Errno::EINVAL, alloc::format!("couldn't mount because of unsupported optional features: {}", incompat_names(unsupported))));
+            return Err(refuse(
+                Errno::EINVAL,
+                alloc::format!("couldn't mount because of unsupported optional features: {}", incompat_names(unsupported)),
+            ));
         }
         let mut read_only_reason = None;
         let unknown_ro = ro_compat & !SUPPORTED_RO_COMPAT;
         if unknown_ro != 0 {
-            read_only_reason = Some(alloc::format!("couldn't mount read-write because of unsupported optional features: {}", ro_compat_names(unknown_ro)));
+            read_only_reason =
+                Some(alloc::format!("couldn't mount read-write because of unsupported optional features: {}", ro_compat_names(unknown_ro)));
         }
         if cache.device().is_read_only() && read_only_reason.is_none() && !read_only {
             read_only_reason = Some("the device is read-only".to_string());
@@ -955,19 +991,30 @@ fn validate_geometry(mut geometry: Geometry, sb: &[u8], device_size: u64) -> cor
     }
     let needed = u64::from(geometry.blocks_count) * geometry.block_size;
     if needed > device_size {
-        return Err(refuse(Errno::EINVAL, alloc::format!("truncated image: the superblock says {} blocks ({} bytes), the device has {} bytes", geometry.blocks_count, needed, device_size)));
+        return Err(refuse(
+            Errno::EINVAL,
+            alloc::format!(
+                "truncated image: the superblock says {} blocks ({} bytes), the device has {} bytes",
+                geometry.blocks_count,
+                needed,
+                device_size
+            ),
+        ));
     }
     geometry.group_count = (geometry.blocks_count - geometry.first_data_block).div_ceil(geometry.blocks_per_group);
     if u64::from(geometry.inodes_per_group) * u64::from(geometry.group_count) != u64::from(geometry.inodes_count) {
         return bad(alloc::format!(
             "inode count {} does not match {} groups of {} inodes",
-            geometry.inodes_count, geometry.group_count, geometry.inodes_per_group
+            geometry.inodes_count,
+            geometry.group_count,
+            geometry.inodes_per_group
         ));
     }
     if geometry.first_inode <= ROOT_INODE || geometry.first_inode > geometry.inodes_count {
         return bad(alloc::format!("first inode {} out of range", geometry.first_inode));
     }
-    if sb.u32_at(superblock::FREE_BLOCKS_COUNT) > geometry.blocks_count || sb.u32_at(superblock::FREE_INODES_COUNT) > geometry.inodes_count {
+    if sb.u32_at(superblock::FREE_BLOCKS_COUNT) > geometry.blocks_count || sb.u32_at(superblock::FREE_INODES_COUNT) > geometry.inodes_count
+    {
         return bad("free counts exceed the totals".to_string());
     }
     if 1 + geometry.descriptor_blocks() >= u64::from(geometry.blocks_per_group) {
@@ -978,7 +1025,8 @@ fn validate_geometry(mut geometry: Geometry, sb: &[u8], device_size: u64) -> cor
 
 fn validate_groups(geometry: &Geometry, groups: &[u8]) -> core::result::Result<(), MountError> {
     let table_blocks = (u64::from(geometry.inodes_per_group) * u64::from(geometry.inode_size)).div_ceil(geometry.block_size);
-    let in_range = |block: u32, length: u64| block >= geometry.first_data_block && u64::from(block) + length <= u64::from(geometry.blocks_count);
+    let in_range =
+        |block: u32, length: u64| block >= geometry.first_data_block && u64::from(block) + length <= u64::from(geometry.blocks_count);
     let mut free_blocks = 0u64;
     let mut free_inodes = 0u64;
     for group in 0..geometry.group_count {
@@ -989,7 +1037,13 @@ fn validate_groups(geometry: &Geometry, groups: &[u8]) -> core::result::Result<(
         if !in_range(block_bitmap, 1) || !in_range(inode_bitmap, 1) || !in_range(inode_table, table_blocks) {
             return Err(refuse(
                 Errno::EUCLEAN,
-                alloc::format!("group {}: bitmap or inode table block out of range (block bitmap {}, inode bitmap {}, inode table {})", group, block_bitmap, inode_bitmap, inode_table),
+                alloc::format!(
+                    "group {}: bitmap or inode table block out of range (block bitmap {}, inode bitmap {}, inode table {})",
+                    group,
+                    block_bitmap,
+                    inode_bitmap,
+                    inode_table
+                ),
             ));
         }
         let group_free_blocks = u32::from(groups.u16_at(base + group::FREE_BLOCKS));
@@ -1237,7 +1291,13 @@ impl FileSystem for Ext2 {
         })
     }
 
-    fn rename(&self, old_directory: InodeNumber, old_name: &str, new_directory: InodeNumber, new_name: &str) -> Result<Option<InodeNumber>> {
+    fn rename(
+        &self,
+        old_directory: InodeNumber,
+        old_name: &str,
+        new_directory: InodeNumber,
+        new_name: &str,
+    ) -> Result<Option<InodeNumber>> {
         let mut state = self.state.lock();
         state.check_writable()?;
         let mut old_parent = state.read_inode(State::inode_number(old_directory)?)?;

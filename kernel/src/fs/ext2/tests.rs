@@ -103,9 +103,16 @@ fn debugfs(scratch: &Scratch, bytes: &[u8], request: &str) -> Vec<u8> {
 
 /// Compares the mounted tree with `directory` on the host: names, types, bytes, link targets.
 fn compare_tree(vfs: &Vfs, path: &str, directory: &Path) {
-    let mut ours: Vec<String> = vfs.read_directory(None, path).unwrap_or_else(|error| panic!("listing {path}: {error:?}")).into_iter().map(|entry| entry.name).filter(|name| name != "." && name != ".." && name != "lost+found").collect();
+    let mut ours: Vec<String> = vfs
+        .read_directory(None, path)
+        .unwrap_or_else(|error| panic!("listing {path}: {error:?}"))
+        .into_iter()
+        .map(|entry| entry.name)
+        .filter(|name| name != "." && name != ".." && name != "lost+found")
+        .collect();
     ours.sort();
-    let mut theirs: Vec<String> = std::fs::read_dir(directory).unwrap().map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect();
+    let mut theirs: Vec<String> =
+        std::fs::read_dir(directory).unwrap().map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect();
     theirs.sort();
     assert_eq!(ours, theirs, "listing of {path}");
     for name in theirs {
@@ -338,12 +345,21 @@ fn metadata_survives_and_unsupported_features_are_handled() {
     // chmod/chown/utimes stick.
     let (disk, _ext2, vfs) = mount_image(bytes);
     vfs.write_file(None, "/owned", b"x", false).unwrap();
-    let changes = MetadataChanges { permissions: Some(0o4711), uid: Some(70_000), gid: Some(1234), access_time: Some(11), modification_time: Some(22) };
+    let changes = MetadataChanges {
+        permissions: Some(0o4711),
+        uid: Some(70_000),
+        gid: Some(1234),
+        access_time: Some(11),
+        modification_time: Some(22),
+    };
     vfs.set_metadata(None, "/owned", &changes).unwrap();
     vfs.unmount_all().unwrap();
     let (_disk, _ext2, vfs) = mount_image(disk.snapshot());
     let metadata = vfs.stat(None, "/owned").unwrap();
-    assert_eq!((metadata.permissions, metadata.uid, metadata.gid, metadata.access_time, metadata.modification_time), (0o4711, 70_000, 1234, 11, 22));
+    assert_eq!(
+        (metadata.permissions, metadata.uid, metadata.gid, metadata.access_time, metadata.modification_time),
+        (0o4711, 70_000, 1234, 11, 22)
+    );
 }
 
 fn mount_error(bytes: Vec<u8>) -> MountError {

@@ -44,7 +44,8 @@ pub trait FileSystem: Send + Sync {
     fn rmdir(&self, directory: InodeNumber, name: &str) -> Result<InodeNumber>;
     /// Moves `old_name` to `new_name`, replacing a file there or an empty directory;
     /// returns the replaced inode, if any.
-    fn rename(&self, old_directory: InodeNumber, old_name: &str, new_directory: InodeNumber, new_name: &str) -> Result<Option<InodeNumber>>;
+    fn rename(&self, old_directory: InodeNumber, old_name: &str, new_directory: InodeNumber, new_name: &str)
+        -> Result<Option<InodeNumber>>;
     /// Reads file bytes at `offset`; returns how many (0 at or past the end).
     fn read(&self, inode: InodeNumber, offset: u64, buffer: &mut [u8]) -> Result<usize>;
     /// Writes file bytes at `offset`, extending the file; returns how many.

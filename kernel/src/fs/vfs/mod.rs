@@ -209,7 +209,14 @@ impl Vfs {
     /// Writes `/proc/mounts`.
     pub fn write_mounts(&self, out: &mut dyn Write) -> fmt::Result {
         for mount in self.mounts() {
-            writeln!(out, "{} {} {} {},relatime 0 0", mount.source, mount.target, mount.file_system.type_name(), if mount.read_only { "ro" } else { "rw" })?;
+            writeln!(
+                out,
+                "{} {} {} {},relatime 0 0",
+                mount.source,
+                mount.target,
+                mount.file_system.type_name(),
+                if mount.read_only { "ro" } else { "rw" }
+            )?;
         }
         Ok(())
     }
@@ -412,7 +419,9 @@ impl Vfs {
         let follow = !flags.contains(OpenFlags::NO_FOLLOW);
         let location = if flags.contains(OpenFlags::CREATE) {
             let (parent, name) = self.resolve_parent(cwd, path)?;
-            let existing = if name == "." || name == ".." { self.resolve(cwd, path, follow).map(Some)? } else {
+            let existing = if name == "." || name == ".." {
+                self.resolve(cwd, path, follow).map(Some)?
+            } else {
                 match self.lookup_raw(parent, &name) {
                     Ok(_) => Some(self.resolve(cwd, path, follow)?),
                     Err(Errno::ENOENT) => None,

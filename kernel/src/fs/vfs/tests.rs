@@ -211,7 +211,13 @@ fn truncate_metadata_changes_and_space_limits() {
     vfs.truncate(None, "/f", 20).unwrap();
     assert_eq!(vfs.read_to_end(None, "/f").unwrap(), [&[7u8; 10][..], &[0u8; 10][..]].concat());
     assert_eq!(vfs.truncate(None, "/", 0), Err(Errno::EISDIR));
-    let changes = MetadataChanges { permissions: Some(0o600), uid: Some(1000), gid: Some(100), modification_time: Some(5), ..MetadataChanges::default() };
+    let changes = MetadataChanges {
+        permissions: Some(0o600),
+        uid: Some(1000),
+        gid: Some(100),
+        modification_time: Some(5),
+        ..MetadataChanges::default()
+    };
     vfs.set_metadata(None, "/f", &changes).unwrap();
     let metadata = vfs.stat(None, "/f").unwrap();
     assert_eq!((metadata.permissions, metadata.uid, metadata.gid, metadata.modification_time), (0o600, 1000, 100, 5));

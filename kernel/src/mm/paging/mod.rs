@@ -31,9 +31,9 @@
 pub mod aarch64;
 pub mod kernel_map;
 mod ktests;
-pub mod x86_64;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod x86_64;
 
 use core::marker::PhantomData;
 
@@ -370,7 +370,13 @@ impl<F: DescriptorFormat> PageTable<F> {
     /// [`MapError::Misaligned`], [`MapError::OutOfRange`], [`MapError::NotMapped`] if any
     /// page of the range is not mapped (nothing is changed then), [`MapError::OutOfMemory`]
     /// if a block cannot be split.
-    pub fn unmap(&mut self, virtual_address: usize, size: usize, frames: &mut dyn FrameAllocator, maintenance: &mut dyn TlbMaintenance) -> Result<(), MapError> {
+    pub fn unmap(
+        &mut self,
+        virtual_address: usize,
+        size: usize,
+        frames: &mut dyn FrameAllocator,
+        maintenance: &mut dyn TlbMaintenance,
+    ) -> Result<(), MapError> {
         self.edit(virtual_address, size, Edit::Unmap, frames, maintenance)
     }
 
@@ -393,7 +399,14 @@ impl<F: DescriptorFormat> PageTable<F> {
         self.edit(virtual_address, size, Edit::Protect(flags), frames, maintenance)
     }
 
-    fn edit(&mut self, virtual_address: usize, size: usize, edit: Edit, frames: &mut dyn FrameAllocator, maintenance: &mut dyn TlbMaintenance) -> Result<(), MapError> {
+    fn edit(
+        &mut self,
+        virtual_address: usize,
+        size: usize,
+        edit: Edit,
+        frames: &mut dyn FrameAllocator,
+        maintenance: &mut dyn TlbMaintenance,
+    ) -> Result<(), MapError> {
         let end = checked_range(virtual_address, size)?;
         if size == 0 {
             return Ok(());
@@ -504,7 +517,9 @@ impl<F: DescriptorFormat> PageTable<F> {
             match F::decode(level, self.read(table, index)) {
                 Descriptor::Invalid => {}
                 Descriptor::Table(next) => self.visit_level(next, level + 1, virtual_address, visit),
-                Descriptor::Leaf { output, flags } => visit(Mapping { virtual_address, physical_address: output, size: level_size(level), flags }),
+                Descriptor::Leaf { output, flags } => {
+                    visit(Mapping { virtual_address, physical_address: output, size: level_size(level), flags })
+                }
             }
         }
     }
@@ -653,7 +668,11 @@ impl<H: TranslationHardware> KernelMmu<H> {
     }
 
     /// Runs `operation` on the tree of `space`, if this MMU made it.
-    fn with_table<T>(&self, space: AddressSpace, operation: impl FnOnce(&mut PageTable<H::Format>) -> Result<T, MapError>) -> Result<T, MapError> {
+    fn with_table<T>(
+        &self,
+        space: AddressSpace,
+        operation: impl FnOnce(&mut PageTable<H::Format>) -> Result<T, MapError>,
+    ) -> Result<T, MapError> {
         let spaces = self.spaces.lock();
         let known = space.root == spaces.kernel || spaces.others.contains(&Some(space.root));
         if !known {
@@ -678,9 +697,24 @@ impl<H: TranslationHardware> Mmu for KernelMmu<H> {
         AddressSpace { root: self.spaces.lock().kernel }
     }
 
-    fn map(&self, space: AddressSpace, virtual_address: VirtualAddress, physical_address: PhysicalAddress, size: usize, flags: PageFlags) -> Result<(), MapError> {
+    fn map(
+        &self,
+        space: AddressSpace,
+        virtual_address: VirtualAddress,
+        physical_address: PhysicalAddress,
+        size: usize,
+        flags: PageFlags,
+    ) -> Result<(), MapError> {
         self.with_table(space, |table| {
-            table.map(virtual_address.0, physical_address, size, flags, MapOptions::PAGES, &mut KernelFrames, &mut Maintenance(&self.hardware))
+            table.map(
+                virtual_address.0,
+                physical_address,
+                size,
+                flags,
+                MapOptions::PAGES,
+                &mut KernelFrames,
+                &mut Maintenance(&self.hardware),
+            )
         })
     }
 
@@ -700,9 +734,15 @@ impl<H: TranslationHardware> Mmu for KernelMmu<H> {
         self.with_table(space, |table| table.translate(virtual_address.0).ok_or(MapError::NotMapped)).ok()
     }
 
-    fn for_each_mapping(&self, space: AddressSpace, visit: &mut dyn FnMut(VirtualAddress, PhysicalAddress, usize, PageFlags)) -> Result<(), MapError> {
+    fn for_each_mapping(
+        &self,
+        space: AddressSpace,
+        visit: &mut dyn FnMut(VirtualAddress, PhysicalAddress, usize, PageFlags),
+    ) -> Result<(), MapError> {
         self.with_table(space, |table| {
-            table.for_each_mapping(&mut |mapping| visit(VirtualAddress(mapping.virtual_address), mapping.physical_address, mapping.size, mapping.flags));
+            table.for_each_mapping(&mut |mapping| {
+                visit(VirtualAddress(mapping.virtual_address), mapping.physical_address, mapping.size, mapping.flags)
+            });
             Ok(())
         })
     }
@@ -776,5 +816,11 @@ pub fn unmap_guard_page(address: usize) -> Result<(), MapError> {
 /// As for [`Mmu::map`].
 pub fn restore_guard_page(address: usize) -> Result<(), MapError> {
     let Some(mmu) = crate::try_platform().and_then(|platform| platform.mmu()) else { return Ok(()) };
-    mmu.map(mmu.kernel_space(), VirtualAddress(address), PhysicalAddress(address as u64), PAGE_SIZE, PageFlags::READ | PageFlags::WRITE | PageFlags::GLOBAL)
+    mmu.map(
+        mmu.kernel_space(),
+        VirtualAddress(address),
+        PhysicalAddress(address as u64),
+        PAGE_SIZE,
+        PageFlags::READ | PageFlags::WRITE | PageFlags::GLOBAL,
+    )
 }

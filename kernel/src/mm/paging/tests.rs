@@ -97,7 +97,10 @@ fn aarch64_descriptors_match_the_architecture() {
 fn x86_64_entries_match_the_architecture() {
     assert_eq!(FourLevel::leaf(3, PhysicalAddress(0x10_1000), RX), 0x0000_0000_0010_1161);
     assert_eq!(FourLevel::leaf(3, PhysicalAddress(0x20_0000), RW), 0x8000_0000_0020_0163);
-    assert_eq!(FourLevel::leaf(2, PhysicalAddress(0xfee0_0000), PageFlags::READ | PageFlags::WRITE | PageFlags::DEVICE), 0x8000_0000_fee0_00fb);
+    assert_eq!(
+        FourLevel::leaf(2, PhysicalAddress(0xfee0_0000), PageFlags::READ | PageFlags::WRITE | PageFlags::DEVICE),
+        0x8000_0000_fee0_00fb
+    );
     assert_eq!(FourLevel::leaf(3, PhysicalAddress(0x3000), RW | PageFlags::UNCACHED) & 0x18, 0x10);
     assert_eq!(FourLevel::table(PhysicalAddress(0x5000)), 0x5007);
     // PS in a PDE is a leaf; bit 12 of a 2 MiB leaf is PAT, not address.
@@ -110,7 +113,11 @@ fn x86_64_entries_match_the_architecture() {
 }
 
 fn every_valid_flag_set() -> Vec<PageFlags> {
-    (0..1u32 << 7).map(PageFlags).filter(|flags| check_flags(*flags).is_ok()).filter(|flags| !(flags.contains(PageFlags::DEVICE) && flags.contains(PageFlags::UNCACHED))).collect()
+    (0..1u32 << 7)
+        .map(PageFlags)
+        .filter(|flags| check_flags(*flags).is_ok())
+        .filter(|flags| !(flags.contains(PageFlags::DEVICE) && flags.contains(PageFlags::UNCACHED)))
+        .collect()
 }
 
 fn round_trip<F: DescriptorFormat>() {
@@ -119,7 +126,14 @@ fn round_trip<F: DescriptorFormat>() {
     for flags in flag_sets {
         for (level, output) in [(3, 0x1234_5000u64), (2, 0x7fe0_0000), (1, 0x1_4000_0000)] {
             let raw = F::leaf(level, PhysicalAddress(output), flags);
-            assert_eq!(F::decode(level, raw), Descriptor::Leaf { output: PhysicalAddress(output), flags }, "{} level {} {:?}", F::NAME, level, flags);
+            assert_eq!(
+                F::decode(level, raw),
+                Descriptor::Leaf { output: PhysicalAddress(output), flags },
+                "{} level {} {:?}",
+                F::NAME,
+                level,
+                flags
+            );
         }
     }
 }
@@ -138,7 +152,10 @@ fn writable_executable_and_unreadable_mappings_are_refused() {
     let mut arena = Arena::new();
     let mut table = PageTable::<Stage1>::new(&mut arena, 0).unwrap();
     let wx = RW | PageFlags::EXECUTE;
-    assert_eq!(table.map(0x1000, PhysicalAddress(0x1000), 0x1000, wx, MapOptions::PAGES, &mut arena, &mut NotLive), Err(MapError::InvalidFlags));
+    assert_eq!(
+        table.map(0x1000, PhysicalAddress(0x1000), 0x1000, wx, MapOptions::PAGES, &mut arena, &mut NotLive),
+        Err(MapError::InvalidFlags)
+    );
     table.map(0x1000, PhysicalAddress(0x1000), 0x1000, RW, MapOptions::PAGES, &mut arena, &mut NotLive).unwrap();
     assert_eq!(table.protect(0x1000, 0x1000, wx, &mut arena, &mut NotLive), Err(MapError::InvalidFlags));
     assert_eq!(table.translate(0x1000), Some((PhysicalAddress(0x1000), RW)));
@@ -235,10 +252,19 @@ fn blocks_are_split_with_break_before_make_where_the_architecture_needs_it() {
 fn unaligned_out_of_range_and_empty_requests() {
     let mut arena = Arena::new();
     let mut table = PageTable::<FourLevel>::new(&mut arena, 0).unwrap();
-    assert_eq!(table.map(0x1001, PhysicalAddress(0), PAGE_SIZE, RW, MapOptions::PAGES, &mut arena, &mut NotLive), Err(MapError::Misaligned));
-    assert_eq!(table.map(0x1000, PhysicalAddress(0x10), PAGE_SIZE, RW, MapOptions::PAGES, &mut arena, &mut NotLive), Err(MapError::Misaligned));
+    assert_eq!(
+        table.map(0x1001, PhysicalAddress(0), PAGE_SIZE, RW, MapOptions::PAGES, &mut arena, &mut NotLive),
+        Err(MapError::Misaligned)
+    );
+    assert_eq!(
+        table.map(0x1000, PhysicalAddress(0x10), PAGE_SIZE, RW, MapOptions::PAGES, &mut arena, &mut NotLive),
+        Err(MapError::Misaligned)
+    );
     assert_eq!(table.map(0x1000, PhysicalAddress(0), 100, RW, MapOptions::PAGES, &mut arena, &mut NotLive), Err(MapError::Misaligned));
-    assert_eq!(table.map((1 << 48) - PAGE_SIZE, PhysicalAddress(0), 2 * PAGE_SIZE, RW, MapOptions::PAGES, &mut arena, &mut NotLive), Err(MapError::OutOfRange));
+    assert_eq!(
+        table.map((1 << 48) - PAGE_SIZE, PhysicalAddress(0), 2 * PAGE_SIZE, RW, MapOptions::PAGES, &mut arena, &mut NotLive),
+        Err(MapError::OutOfRange)
+    );
     assert_eq!(table.unmap(usize::MAX & !0xfff, PAGE_SIZE, &mut arena, &mut NotLive), Err(MapError::OutOfRange));
     table.map(0x1000, PhysicalAddress(0), 0, RW, MapOptions::PAGES, &mut arena, &mut NotLive).unwrap();
     assert!(mappings(&table).is_empty());
