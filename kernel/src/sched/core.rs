@@ -303,10 +303,10 @@ fn schedule_with(requeue: Requeue) {
         }
     };
     if let Some((from, to)) = switch {
-        // SAFETY: `from` is the running task's context and `to` the next one's; both tasks
-        // are kept alive by this CPU's state (`current`, `previous`) until the switch is
-        // finished, `to` was filled by `initialize` or by its own switch away (its `on_cpu`
-        // was clear), and interrupts are masked so nothing else runs on this CPU between.
+        // `from` is the running task's context and `to` the next one's; both tasks are kept
+        // alive by this CPU's state (`current`, `previous`) until the switch is finished, and
+        // `to` was filled by `initialize` or by its own switch away (its `on_cpu` was clear).
+        // SAFETY: both contexts are valid as above, and interrupts are masked so nothing else runs on this CPU between.
         unsafe { (operations.switch)(from, to) };
         finish_switch_irqs_disabled(&CPUS[this_cpu()]);
     }
