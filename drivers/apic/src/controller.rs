@@ -329,7 +329,6 @@ impl<A: LocalApicAccess + 'static> InterruptController for Apic<A> {
 mod tests {
     extern crate std;
     use super::*;
-    use hinoki_interface::{CpuId, InterruptState};
     use std::sync::Mutex;
     use std::vec::Vec;
 
@@ -363,30 +362,7 @@ mod tests {
         }
     }
 
-    struct FakeCpu;
-
-    impl Cpu for FakeCpu {
-        fn current_id(&self) -> CpuId {
-            CpuId(0)
-        }
-        fn disable_interrupts(&self) -> InterruptState {
-            InterruptState(0)
-        }
-        fn restore_interrupts(&self, _state: InterruptState) {}
-        fn enable_interrupts(&self) {}
-        fn interrupts_enabled(&self) -> bool {
-            false
-        }
-        fn wait_for_interrupt(&self) {}
-        fn frame_pointer(&self) -> usize {
-            0
-        }
-        fn model(&self) -> &str {
-            "fake"
-        }
-    }
-
-    static CPU: FakeCpu = FakeCpu;
+    static CPU: hinoki_interface::testing::UniprocessorCpu = hinoki_interface::testing::UniprocessorCpu;
 
     fn controller(io_apic: &mut [u32; 8]) -> Apic<FakeLocal> {
         io_apic[4] = 0x0017_0020;

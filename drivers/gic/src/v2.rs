@@ -253,34 +253,9 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
-    use hinoki_interface::{CpuId, InterruptState};
-
     use super::*;
 
-    struct OneCpu;
-
-    impl Cpu for OneCpu {
-        fn current_id(&self) -> CpuId {
-            CpuId(0)
-        }
-        fn disable_interrupts(&self) -> InterruptState {
-            InterruptState(0)
-        }
-        fn restore_interrupts(&self, _state: InterruptState) {}
-        fn enable_interrupts(&self) {}
-        fn interrupts_enabled(&self) -> bool {
-            false
-        }
-        fn wait_for_interrupt(&self) {}
-        fn frame_pointer(&self) -> usize {
-            0
-        }
-        fn model(&self) -> &str {
-            "test"
-        }
-    }
-
-    static CPU: OneCpu = OneCpu;
+    static CPU: hinoki_interface::testing::UniprocessorCpu = hinoki_interface::testing::UniprocessorCpu;
 
     /// Plain memory standing in for the two register frames.
     struct FakeGic {

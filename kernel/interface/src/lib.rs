@@ -14,6 +14,8 @@ pub mod irq;
 pub mod memory;
 pub mod mmu;
 pub mod platform;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use clock::{Clock, ClockEvent};
 pub use console::Console;
