@@ -19,7 +19,7 @@ verbs:
   run [--board B] [--smp N] [--gdb] [--release] [--append ARGS] [--machine M] [--defmt]
                                         boot a board in QEMU with the console on this terminal
                                         (--defmt: logs as defmt frames, decoded by defmt-print)
-  test [--board B] [--config C] [--no-host] [--timeout SECONDS]
+  test [--board B] [--config C] [--suite PREFIX] [--no-host] [--timeout SECONDS]
                                         host tests, then the board x suite matrix under QEMU
   image --board B --out DIR [--release] write the files for a board's boot medium (SD card for the Pis)
   bench [boot] [--board B] [--runs N]   boot-time benchmark (guest entry-to-prompt, QEMU start-to-prompt)
@@ -47,6 +47,7 @@ pub fn target_directory() -> PathBuf {
 pub struct Options {
     pub board: Option<String>,
     pub config: Option<String>,
+    pub suite: Option<String>,
     pub release: bool,
     pub smp: Option<u32>,
     pub gdb: bool,
@@ -68,6 +69,7 @@ fn parse_options(arguments: &[String]) -> Result<Options, String> {
         match argument.as_str() {
             "--board" => options.board = Some(value("--board")?),
             "--config" => options.config = Some(value("--config")?),
+            "--suite" => options.suite = Some(value("--suite")?),
             "--release" => options.release = true,
             "--gdb" => options.gdb = true,
             "--defmt" => options.defmt = true,

@@ -299,7 +299,12 @@ pub fn run(options: &crate::Options) -> Result<(), String> {
     let logs = crate::target_directory().join("hinoki/logs");
     std::fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
     for config in &configs {
-        for suite in matrix.suite.iter().filter(|suite| suite.applies_to(&config.board)) {
+        for suite in matrix
+            .suite
+            .iter()
+            .filter(|suite| suite.applies_to(&config.board))
+            .filter(|suite| options.suite.as_deref().is_none_or(|prefix| suite.name.starts_with(prefix)))
+        {
             let entry = built.entry((config.board.clone(), suite.defmt)).or_insert_with(|| {
                 crate::boards::find(Some(&config.board))
                     .and_then(|board| crate::image::build_with(&board, false, suite.defmt).map(|b| (board, b)))
