@@ -1,5 +1,6 @@
 //! Boot entry: the PVH ELF note and multiboot2 header, the 32-bit to long-mode trampoline, then stack, BSS, SSE and the board's Rust entry.
 
+#[cfg(target_os = "none")]
 use core::arch::global_asm;
 
 /// `hvm_start_info.magic`, passed as the boot magic when the PVH entry ran.

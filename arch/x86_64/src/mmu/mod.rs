@@ -28,6 +28,9 @@ use hinoki_kernel::mm::paging::{
     build_kernel_map, Dma32Frames, KernelImage, KernelMapPolicy, KernelMmu, PageTable, TranslationHardware, PAGE_SIZE,
 };
 
+// The ktests read linker-script symbols that exist only in a kernel image, not in a host
+// test binary.
+#[cfg(target_os = "none")]
 mod ktests;
 
 /// The MMU type a PC board stores and returns from `Platform::mmu`.
