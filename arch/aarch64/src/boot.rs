@@ -1,4 +1,4 @@
-//! Boot entry: the arm64 Image header, exception-level drop to EL1, FP enable, stack and BSS, then the board's Rust entry; and the secondary-CPU entry PSCI CPU_ON starts.
+//! Boot entry: the arm64 Image header, exception-level drop to EL1, FP enable, stack and BSS, then the board's Rust entry; and the secondary-CPU entries PSCI CPU_ON and spin tables start.
 
 use core::arch::global_asm;
 
@@ -7,7 +7,8 @@ use core::arch::global_asm;
 // the code runs with the MMU off at the addresses it was linked for.
 //
 // Secondary cores the firmware starts at the image entry (the Raspberry Pi starts all four)
-// park in `wfe`; SMP bring-up starts secondaries at `hinoki_aarch64_secondary_start`.
+// park in `wfe`; SMP bring-up starts secondaries at `hinoki_aarch64_secondary_start`
+// (PSCI) or `hinoki_aarch64_spin_table_start` (spin table).
 global_asm!(
     r#"
     .section .text.head, "ax"
@@ -42,6 +43,22 @@ hinoki_aarch64_secondary_start:
     mov     x19, x0
     adr     x20, secondary_at_el1
     b       drop_to_el1
+
+    // Secondary CPUs a spin table releases (the Raspberry Pi firmware stub, whose release
+    // addresses `smp::start_cpu_spin_table` writes) enter here with x0 = 0, at the boot
+    // CPU's exception level and with the MMU off. The core number (MPIDR Aff0) picks the
+    // `SecondaryBoot` block published for it; a core with none parks again.
+    .global hinoki_aarch64_spin_table_start
+hinoki_aarch64_spin_table_start:
+    mrs     x1, mpidr_el1
+    and     x1, x1, #0xff
+    cmp     x1, #{spin_table_slots}
+    b.hs    7f
+    ldr     x2, =hinoki_aarch64_spin_table_boot
+    ldr     x0, [x2, x1, lsl #3]
+    cbnz    x0, hinoki_aarch64_secondary_start
+7:  wfe
+    b       7b
 
     // Continues at x20 at EL1 (x19 and x20 are preserved).
 drop_to_el1:
@@ -136,5 +153,6 @@ secondary_at_el1:
     bl      hinoki_aarch64_secondary_entry
 6:  wfe
     b       6b
-"#
+"#,
+    spin_table_slots = const crate::smp::MAX_CPUS,
 );

@@ -1,4 +1,4 @@
-//! Secondary-CPU bring-up through PSCI CPU_ON, and the per-CPU block TPIDR_EL1 points at on every CPU (logical id and MPIDR).
+//! Secondary-CPU bring-up through PSCI CPU_ON or a spin table, and the per-CPU block TPIDR_EL1 points at on every CPU (logical id and MPIDR).
 
 use core::arch::asm;
 use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -34,11 +34,45 @@ static PER_CPU: [PerCpu; MAX_CPUS] = [const { PerCpu { id: AtomicU32::new(0), mp
 static SECONDARY_BOOT: [SecondaryBoot; MAX_CPUS] =
     [const { SecondaryBoot { stack_top: AtomicUsize::new(0), per_cpu: AtomicUsize::new(0), cpu: AtomicU32::new(0) } }; MAX_CPUS];
 static SECONDARY_ENTRY: AtomicUsize = AtomicUsize::new(0);
+/// The address of each core's [`SecondaryBoot`], by MPIDR Aff0, for a core a spin table
+/// releases (read by `hinoki_aarch64_spin_table_start` in `boot.rs`, with the MMU off).
+#[export_name = "hinoki_aarch64_spin_table_boot"]
+static SPIN_TABLE_BOOT: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+/// Bytes at the top of a secondary's stack written back and invalidated before it starts:
+/// more than the frames it pushes with its caches off (the assembly entry and
+/// `hinoki_aarch64_secondary_entry` up to the MMU switch).
+const UNCACHED_STACK_BYTES: usize = 4096;
 static ONLINE: AtomicU32 = AtomicU32::new(1);
 
 extern "C" {
-    /// The assembly entry in `boot.rs`.
+    /// The assembly entry in `boot.rs` (PSCI CPU_ON, x0 = the `SecondaryBoot`).
     fn hinoki_aarch64_secondary_start();
+    /// The assembly entry in `boot.rs` a spin table jumps to (x0 = 0).
+    fn hinoki_aarch64_spin_table_start();
+}
+
+/// The smallest data-cache line (CTR_EL0.DminLine, in words, as a power of two).
+fn data_cache_line_size() -> usize {
+    let value: u64;
+    // SAFETY: reading CTR_EL0 has no side effects.
+    unsafe { asm!("mrs {}, ctr_el0", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    4 << ((value >> 16) & 0xf)
+}
+
+/// Cleans and invalidates the data-cache lines of `start..start + size` to the point of
+/// coherency, then waits for completion: a CPU running with its caches off reads what the
+/// caller wrote, and no dirty line of the caller's later overwrites what it writes.
+fn clean_and_invalidate_to_point_of_coherency(start: usize, size: usize) {
+    let line = data_cache_line_size();
+    let mut address = start & !(line - 1);
+    while address < start + size {
+        // SAFETY: `dc civac` writes a line back and drops it; the data stays the same and
+        // the address is mapped (it is in the kernel's identity map or the MMU is off).
+        unsafe { asm!("dc civac, {}", in(reg) address, options(nostack, preserves_flags)) };
+        address += line;
+    }
+    // SAFETY: a barrier only waits for the maintenance above.
+    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
 }
 
 fn set_per_cpu_register(per_cpu: &'static PerCpu) {
@@ -72,14 +106,8 @@ pub fn online_count() -> u32 {
     ONLINE.load(Ordering::Acquire)
 }
 
-/// Starts logical CPU `cpu` (whose MPIDR is `mpidr`) with PSCI CPU_ON through `conduit`:
-/// it drops to EL1 like the boot CPU, takes the stack ending at `stack_top`, points
-/// TPIDR_EL1 at its [`PerCpu`] and calls `entry(cpu)`.
-///
-/// # Errors
-/// [`CpuStartError::InvalidCpu`] for CPU 0 or past [`MAX_CPUS`];
-/// [`CpuStartError::Firmware`] with PSCI's return code.
-pub fn start_cpu(conduit: Conduit, cpu: u32, mpidr: u64, stack_top: usize, entry: SecondaryEntry) -> Result<(), CpuStartError> {
+/// Fills logical CPU `cpu`'s [`PerCpu`] and [`SecondaryBoot`] and records `entry`.
+fn prepare(cpu: u32, mpidr: u64, stack_top: usize, entry: SecondaryEntry) -> Result<&'static SecondaryBoot, CpuStartError> {
     let index = cpu as usize;
     if cpu == 0 || index >= MAX_CPUS {
         return Err(CpuStartError::InvalidCpu(cpu));
@@ -93,6 +121,18 @@ pub fn start_cpu(conduit: Conduit, cpu: u32, mpidr: u64, stack_top: usize, entry
     SECONDARY_ENTRY.store(entry as usize, Ordering::Relaxed);
     // The new CPU reads all of this with its MMU and caches off.
     fence(Ordering::SeqCst);
+    Ok(boot)
+}
+
+/// Starts logical CPU `cpu` (whose MPIDR is `mpidr`) with PSCI CPU_ON through `conduit`:
+/// it drops to EL1 like the boot CPU, takes the stack ending at `stack_top`, points
+/// TPIDR_EL1 at its [`PerCpu`] and calls `entry(cpu)`.
+///
+/// # Errors
+/// [`CpuStartError::InvalidCpu`] for CPU 0 or past [`MAX_CPUS`];
+/// [`CpuStartError::Firmware`] with PSCI's return code.
+pub fn start_cpu(conduit: Conduit, cpu: u32, mpidr: u64, stack_top: usize, entry: SecondaryEntry) -> Result<(), CpuStartError> {
+    let boot = prepare(cpu, mpidr, stack_top, entry)?;
     let result = psci::call(
         conduit,
         psci::CPU_ON_64,
@@ -105,6 +145,47 @@ pub fn start_cpu(conduit: Conduit, cpu: u32, mpidr: u64, stack_top: usize, entry
     } else {
         Err(CpuStartError::Firmware(result))
     }
+}
+
+/// Starts logical CPU `cpu` (whose MPIDR is `mpidr`) from a spin table, the Raspberry Pi
+/// way (and Linux's `enable-method = "spin-table"`): the core waits in WFE in the firmware's
+/// stub until the 64-bit word at `release_address` is non-zero, then jumps there with
+/// x0 = 0 at the exception level the boot CPU entered at. This writes the entry address
+/// there, makes everything the core reads with its caches off visible in memory, and wakes
+/// it with SEV; the core then drops to EL1 and runs `entry(cpu)` on `stack_top`, as
+/// [`start_cpu`] does.
+///
+/// # Errors
+/// [`CpuStartError::InvalidCpu`] for CPU 0, past [`MAX_CPUS`], or a core number
+/// (MPIDR Aff0) past the spin-table slots.
+///
+/// # Safety
+/// `release_address` must be the release word of the core `mpidr` names, mapped writable
+/// (identity) or with the MMU off, and that core must be waiting on it in the firmware's
+/// stub; the stack below `stack_top` must be at least 4 KiB, owned by the new CPU.
+pub unsafe fn start_cpu_spin_table(
+    cpu: u32,
+    mpidr: u64,
+    release_address: usize,
+    stack_top: usize,
+    entry: SecondaryEntry,
+) -> Result<(), CpuStartError> {
+    let core = (mpidr & 0xff) as usize;
+    if core >= MAX_CPUS {
+        return Err(CpuStartError::InvalidCpu(cpu));
+    }
+    let boot = prepare(cpu, mpidr, stack_top, entry)?;
+    SPIN_TABLE_BOOT[core].store(boot as *const SecondaryBoot as usize, Ordering::Release);
+    clean_and_invalidate_to_point_of_coherency(boot as *const SecondaryBoot as usize, core::mem::size_of::<SecondaryBoot>());
+    clean_and_invalidate_to_point_of_coherency(&SPIN_TABLE_BOOT[core] as *const AtomicUsize as usize, 8);
+    clean_and_invalidate_to_point_of_coherency(stack_top - UNCACHED_STACK_BYTES, UNCACHED_STACK_BYTES);
+    // SAFETY: the caller guarantees `release_address` is this core's mapped release word;
+    // the firmware stub polls it, nothing else uses it.
+    unsafe { core::ptr::write_volatile(release_address as *mut u64, hinoki_aarch64_spin_table_start as *const () as u64) };
+    clean_and_invalidate_to_point_of_coherency(release_address, 8);
+    // SAFETY: SEV only wakes cores waiting in WFE; the DSB above completed the write.
+    unsafe { asm!("sev", options(nomem, nostack, preserves_flags)) };
+    Ok(())
 }
 
 #[no_mangle]

@@ -9,9 +9,11 @@
 pub mod atags;
 mod board_main;
 pub mod boot_information;
+pub mod interrupts;
 mod ktests;
 pub mod platform;
 pub mod power_management;
 
 pub use boot_information::{BootInformation, BootSource, ConsoleChoice};
+pub use interrupts::InterruptWiring;
 pub use platform::{Architecture, Model, Raspi, SerialConsole};

@@ -4,11 +4,15 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use bcm2835_aux_uart::MiniUart;
 use bcm2835_gpio::{Function, Gpio, Pull, PullInterface};
-use hinoki_interface::{Clock, Console, ContextSwitch, Cpu, ExitStatus, MemoryKind, MemoryMap, MemoryRegion, Mmu, Platform};
+use hinoki_interface::{
+    Clock, ClockEvent, Console, ContextSwitch, Cpu, CpuStartError, ExitStatus, InterruptController, MemoryKind, MemoryMap, MemoryRegion,
+    Mmu, Platform, SecondaryEntry,
+};
 use hinoki_kernel::sync::Once;
 use pl011::Pl011;
 
 use crate::boot_information::{console_choice, BootInformation, BootSource, ConsoleChoice};
+use crate::interrupts::{self, InterruptWiring};
 use crate::power_management::{PowerManagement, HALT_PARTITION};
 
 /// GPIO pin of UART transmit (header pin 8).
@@ -17,6 +21,9 @@ pub const TRANSMIT_PIN: u32 = 14;
 pub const RECEIVE_PIN: u32 = 15;
 /// Console speed, 8N1.
 pub const CONSOLE_BAUD: u32 = 115_200;
+/// The spin-table release words of cores 0-3, where the firmware's stub (and QEMU's) waits
+/// for an entry address (Linux's `cpu-release-addr` in the Pi's DTB).
+pub const SPIN_TABLE_RELEASE_ADDRESSES: [u64; 4] = [0xd8, 0xe0, 0xe8, 0xf0];
 
 /// One Raspberry Pi model: where its devices are and how its clocks are set. Board crates
 /// build it from their `memory_map.rs`.
@@ -52,6 +59,10 @@ pub struct Model {
     pub uart_clock_hz: u32,
     /// VideoCore core clock feeding the mini-UART (fixed by `enable_uart=1`).
     pub core_clock_hz: u32,
+    /// The interrupt controller, or `None` to run polled on the boot CPU alone.
+    pub interrupts: Option<InterruptWiring>,
+    /// Cores, all started by the firmware into its spin-table stub.
+    pub cpu_count: u32,
 }
 
 /// The architecture-specific pieces a board crate hands in, so this crate stays portable.
@@ -71,6 +82,15 @@ pub struct Architecture<C, K> {
     /// Builds the kernel's page tables and turns the MMU on (`Platform::paging_init`);
     /// returns the MMU, or `None` (logged) if the MMU stays off.
     pub paging_init: fn(&dyn Platform) -> Option<&'static dyn Mmu>,
+    /// Installs the arch's IRQ vector handler, which calls `hinoki_kernel::irq::handle_interrupt`.
+    pub install_interrupt_handler: fn(),
+    /// The generic timer as the clock-event device raising `irq`, counting at the given Hz.
+    pub timer: fn(irq: u32, frequency_hz: u64) -> &'static dyn ClockEvent,
+    /// Releases a core from the firmware's spin table (logical id, MPIDR, release word,
+    /// stack top, entry); the arch's `smp::start_cpu_spin_table`, with its safety contract.
+    pub start_secondary: unsafe fn(u32, u64, usize, usize, SecondaryEntry) -> Result<(), CpuStartError>,
+    /// The boot CPU's MPIDR_EL1.
+    pub boot_cpu_affinity: u64,
 }
 
 /// The UART carrying the console.
@@ -137,6 +157,8 @@ pub struct Raspi<C, K> {
     mini_uart_divisor: Option<u32>,
     exiting: AtomicBool,
     mmu: Once<&'static dyn Mmu>,
+    controller: Once<&'static dyn InterruptController>,
+    timer: Once<&'static dyn ClockEvent>,
 }
 
 impl<C: Cpu, K: Clock> Raspi<C, K> {
@@ -201,7 +223,42 @@ impl<C: Cpu, K: Clock> Raspi<C, K> {
             mini_uart_divisor,
             exiting: AtomicBool::new(false),
             mmu: Once::new(),
+            controller: Once::new(),
+            timer: Once::new(),
         }
+    }
+
+    /// Brings up interrupts on the boot CPU: the model's controller, the IRQ vector, the
+    /// periodic tick on the EL1 non-secure physical timer and the console's receive
+    /// interrupt; then unmasks IRQs. Without a controller the kernel stays polled on one
+    /// CPU. Call once, on the boot CPU, after `hinoki_kernel::early_init`.
+    pub fn start_interrupts(&'static self) {
+        let board = self.model.board_name;
+        let Some(wiring) = self.model.interrupts else {
+            log::info!("{}: no interrupt controller driver: polled console, one CPU", board);
+            return;
+        };
+        // SAFETY: called once on the boot CPU (the caller's contract); the model describes
+        // this SoC's controller and the board drives it alone.
+        let controller = unsafe { interrupts::create_controller(&wiring, &self.architecture.cpu) };
+        self.controller.call_once(|| controller);
+        (self.architecture.install_interrupt_handler)();
+        log::info!("{}: {} up, IRQ handler installed", board, controller.name());
+        let (timer_interrupt, timer_trigger) = wiring.timer();
+        let timer = (self.architecture.timer)(timer_interrupt, self.architecture.clock.frequency_hz());
+        self.timer.call_once(|| timer);
+        if let Err(error) = hinoki_kernel::tick::start(timer_trigger) {
+            log::warn!("{}: no periodic tick: {:?}", board, error);
+        }
+        let (console_interrupt, console_trigger) = wiring.console(matches!(self.console, SerialConsole::MiniUart(_)));
+        let name = match self.console {
+            SerialConsole::Pl011(_) => "uart-pl011",
+            SerialConsole::MiniUart(_) => "serial",
+        };
+        if let Err(error) = hinoki_kernel::tty::start_receive_interrupt(console_interrupt, console_trigger, name) {
+            log::warn!("{}: console receive stays polled: {:?}", board, error);
+        }
+        self.architecture.cpu.enable_interrupts();
     }
 
     /// Logs what the board found (call after `hinoki_kernel::early_init`).
@@ -310,6 +367,39 @@ impl<C: Cpu, K: Clock> Platform for Raspi<C, K> {
         &self.architecture.clock
     }
 
+    fn interrupt_controller(&self) -> Option<&dyn InterruptController> {
+        self.controller.get().copied()
+    }
+
+    fn clock_event(&self) -> Option<&dyn ClockEvent> {
+        self.timer.get().copied()
+    }
+
+    /// The model's cores once an interrupt controller is up (secondaries need IPIs and
+    /// their own tick); the boot CPU alone before.
+    fn possible_cpus(&self) -> u32 {
+        if self.controller.get().is_some() {
+            self.model.cpu_count.clamp(1, SPIN_TABLE_RELEASE_ADDRESSES.len() as u32)
+        } else {
+            1
+        }
+    }
+
+    /// Releases core `cpu` (logical ids are core numbers: the firmware boots on core 0)
+    /// from the firmware's spin table.
+    fn start_cpu(&self, cpu: u32, stack_top: usize, entry: SecondaryEntry) -> Result<(), CpuStartError> {
+        if cpu == 0 || cpu >= self.possible_cpus() {
+            return Err(CpuStartError::InvalidCpu(cpu));
+        }
+        let release_address = SPIN_TABLE_RELEASE_ADDRESSES[cpu as usize] as usize;
+        let affinity = (self.architecture.boot_cpu_affinity & !0xff) | cpu as u64;
+        // SAFETY: the release words sit in page 0, which the memory map reserves for the
+        // firmware stub (so it is RAM in the kernel's identity map that nothing else
+        // writes); core `cpu` waits on its word, and the kernel hands each CPU its own
+        // stack of `SECONDARY_STACK_SIZE` (64 KiB).
+        unsafe { (self.architecture.start_secondary)(cpu, affinity, release_address, stack_top, entry) }
+    }
+
     fn memory_regions(&self, visit: &mut dyn FnMut(MemoryRegion)) {
         self.memory.for_each(visit);
     }
@@ -385,6 +475,8 @@ mod tests {
         pull_interface: PullInterface::Clocked,
         uart_clock_hz: 48_000_000,
         core_clock_hz: 250_000_000,
+        interrupts: None,
+        cpu_count: 4,
     };
 
     fn usable(memory: &MemoryMap<24>) -> [(u64, u64); 4] {

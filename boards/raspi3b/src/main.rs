@@ -24,6 +24,8 @@ static MODEL: Model = Model {
     pull_interface: PullInterface::Clocked,
     uart_clock_hz: memory_map::UART_CLOCK_HZ,
     core_clock_hz: memory_map::CORE_CLOCK_HZ,
+    interrupts: None,
+    cpu_count: 4,
 };
 
 hinoki_board_raspi::raspi_board!(model: MODEL, counter_fallback_hz: memory_map::COUNTER_FALLBACK_HZ);

@@ -6,7 +6,7 @@
 mod memory_map;
 
 use bcm2835_gpio::PullInterface;
-use hinoki_board_raspi::Model;
+use hinoki_board_raspi::{InterruptWiring, Model};
 
 static MODEL: Model = Model {
     board_name: "raspi4b",
@@ -24,6 +24,14 @@ static MODEL: Model = Model {
     pull_interface: PullInterface::Direct,
     uart_clock_hz: memory_map::UART_CLOCK_HZ,
     core_clock_hz: memory_map::CORE_CLOCK_HZ,
+    interrupts: Some(InterruptWiring::Gic400 {
+        distributor: memory_map::GIC_DISTRIBUTOR,
+        cpu_interface: memory_map::GIC_CPU_INTERFACE,
+        timer: memory_map::TIMER_INTERRUPT,
+        uart0: memory_map::UART0_INTERRUPT,
+        mini_uart: memory_map::AUX_INTERRUPT,
+    }),
+    cpu_count: memory_map::CPU_COUNT,
 };
 
 hinoki_board_raspi::raspi_board!(model: MODEL, counter_fallback_hz: memory_map::COUNTER_FALLBACK_HZ);

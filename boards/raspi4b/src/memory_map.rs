@@ -18,8 +18,23 @@ pub const DEVICE_WINDOW_START: u64 = 0xFC00_0000;
 pub const DEVICE_WINDOW_END: u64 = 0x1_0000_0000;
 /// BCM2711 main peripherals as the ARM sees them in low-peripheral mode (bus 0x7E00_0000).
 pub const PERIPHERAL_BASE: u64 = 0xFE00_0000;
-/// GIC-400 (GICv2) distributor.
+/// GIC-400 (GICv2) distributor: the GIC sits at +0x4_0000 in the ARM local peripherals
+/// (0xFF80_0000), distributor at +0x1000 (BCM2711 ARM peripherals documentation, the
+/// firmware's DTB `interrupt-controller@40041000`, QEMU's bcm2838).
 pub const GIC_DISTRIBUTOR: u64 = 0xFF84_1000;
+/// GIC-400 CPU interface (GICC), +0x2000 in the GIC block.
+pub const GIC_CPU_INTERFACE: u64 = 0xFF84_2000;
+/// The EL1 non-secure physical timer's PPI 14, as an INTID (the DTB's
+/// `<GIC_PPI 14 IRQ_TYPE_LEVEL_LOW>`).
+pub const TIMER_INTERRUPT: u32 = 16 + 14;
+/// First GIC SPI, as an INTID.
+const FIRST_SPI: u32 = 32;
+/// PL011 UART0: VideoCore interrupt 57, GIC SPI 121 (the DTB's `<GIC_SPI 121 ...>`).
+pub const UART0_INTERRUPT: u32 = FIRST_SPI + 121;
+/// AUX block (mini-UART): VideoCore interrupt 29, GIC SPI 93.
+pub const AUX_INTERRUPT: u32 = FIRST_SPI + 93;
+/// Cortex-A72 cores.
+pub const CPU_COUNT: u32 = 4;
 /// PM block: watchdog, reset control and status.
 pub const POWER_MANAGEMENT: u64 = PERIPHERAL_BASE + 0x10_0000;
 /// GPIO block.
