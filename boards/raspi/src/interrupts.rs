@@ -1,5 +1,7 @@
 //! Raspberry Pi interrupt wiring: which controller a model has (the Pi 4's GIC-400, the Pi 3's BCM2836 local controller chained to the BCM2835 one), the generic-timer tick and the console's receive interrupt on it.
 
+use bcm2835_intc::Bcm2835Intc;
+use bcm2836_local_intc::Bcm2836LocalIntc;
 use gic::GicV2;
 use hinoki_interface::{Cpu, InterruptController, Trigger};
 use hinoki_kernel::sync::Once;
@@ -20,6 +22,21 @@ pub enum InterruptWiring {
         /// The AUX block's (mini-UART's) SPI as an INTID.
         mini_uart: u32,
     },
+    /// The BCM2836 per-core local controller with the BCM2835 (ARMCTRL) controller chained
+    /// behind its GPU input, as on the BCM2837: numbers as the `bcm2836-local-intc` crate
+    /// defines them (core timers 0-3, IPIs 16-23, ARMCTRL hardware number + 32).
+    Bcm2836 {
+        /// The local controller's block (0x4000_0000).
+        local: u64,
+        /// The BCM2835 controller's registers (peripheral base + 0xB200).
+        peripheral: u64,
+        /// The EL1 non-secure physical timer (CNTPNS, local interrupt 1).
+        timer: u32,
+        /// The PL011 (GPU interrupt 57).
+        uart0: u32,
+        /// The AUX block (GPU interrupt 29).
+        mini_uart: u32,
+    },
 }
 
 impl InterruptWiring {
@@ -28,6 +45,7 @@ impl InterruptWiring {
     pub fn timer(&self) -> (u32, Trigger) {
         match *self {
             InterruptWiring::Gic400 { timer, .. } => (timer, Trigger::LevelLow),
+            InterruptWiring::Bcm2836 { timer, .. } => (timer, Trigger::LevelHigh),
         }
     }
 
@@ -35,12 +53,16 @@ impl InterruptWiring {
     /// trigger.
     pub fn console(&self, mini_uart: bool) -> (u32, Trigger) {
         match *self {
-            InterruptWiring::Gic400 { uart0, mini_uart: aux, .. } => (if mini_uart { aux } else { uart0 }, Trigger::LevelHigh),
+            InterruptWiring::Gic400 { uart0, mini_uart: aux, .. } | InterruptWiring::Bcm2836 { uart0, mini_uart: aux, .. } => {
+                (if mini_uart { aux } else { uart0 }, Trigger::LevelHigh)
+            }
         }
     }
 }
 
 static GIC: Once<GicV2> = Once::new();
+static ARMCTRL: Once<Bcm2835Intc> = Once::new();
+static LOCAL: Once<Bcm2836LocalIntc> = Once::new();
 
 /// Creates the controller `wiring` describes and brings up its shared part (the GIC
 /// distributor) and the calling CPU's part.
@@ -55,6 +77,15 @@ pub unsafe fn create_controller(wiring: &InterruptWiring, cpu: &'static dyn Cpu)
             let gic = GIC.call_once(|| unsafe { GicV2::new(distributor as usize, cpu_interface as usize, cpu) });
             gic.init_distributor();
             gic
+        }
+        InterruptWiring::Bcm2836 { local, peripheral, .. } => {
+            // SAFETY: the caller guarantees this is the BCM2835 controller, used by no one else.
+            let armctrl: &'static Bcm2835Intc = ARMCTRL.call_once(|| unsafe { Bcm2835Intc::new(peripheral as usize) });
+            armctrl.init();
+            // SAFETY: as above, for the local controller's block.
+            let local = LOCAL.call_once(|| unsafe { Bcm2836LocalIntc::new(local as usize, cpu, Some(armctrl)) });
+            local.init();
+            local
         }
     };
     controller.init_cpu();

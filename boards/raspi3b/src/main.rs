@@ -6,7 +6,7 @@
 mod memory_map;
 
 use bcm2835_gpio::PullInterface;
-use hinoki_board_raspi::Model;
+use hinoki_board_raspi::{InterruptWiring, Model};
 
 static MODEL: Model = Model {
     board_name: "raspi3b",
@@ -24,8 +24,14 @@ static MODEL: Model = Model {
     pull_interface: PullInterface::Clocked,
     uart_clock_hz: memory_map::UART_CLOCK_HZ,
     core_clock_hz: memory_map::CORE_CLOCK_HZ,
-    interrupts: None,
-    cpu_count: 4,
+    interrupts: Some(InterruptWiring::Bcm2836 {
+        local: memory_map::LOCAL_INTERRUPT_CONTROLLER,
+        peripheral: memory_map::PERIPHERAL_INTERRUPT_CONTROLLER,
+        timer: memory_map::TIMER_INTERRUPT,
+        uart0: memory_map::UART0_INTERRUPT,
+        mini_uart: memory_map::AUX_INTERRUPT,
+    }),
+    cpu_count: memory_map::CPU_COUNT,
 };
 
 hinoki_board_raspi::raspi_board!(model: MODEL, counter_fallback_hz: memory_map::COUNTER_FALLBACK_HZ);

@@ -16,6 +16,18 @@ pub const LOW_RESERVED_SIZE: u64 = 0x1000;
 pub const PERIPHERAL_BASE: u64 = 0x3F00_0000;
 /// The BCM2836 per-core local interrupt controller (timers, mailboxes).
 pub const LOCAL_INTERRUPT_CONTROLLER: u64 = 0x4000_0000;
+/// The BCM2835 (ARMCTRL) interrupt controller's registers.
+pub const PERIPHERAL_INTERRUPT_CONTROLLER: u64 = PERIPHERAL_BASE + 0xB200;
+/// The EL1 non-secure physical timer (CNTPNS) as the local controller's interrupt 1.
+pub const TIMER_INTERRUPT: u32 = 1;
+/// The chained ARMCTRL's numbers start here in the local controller's numbering.
+const FIRST_PERIPHERAL_INTERRUPT: u32 = 32;
+/// PL011 UART0: GPU interrupt 57, ARMCTRL hardware number 89 (bank 2, bit 25).
+pub const UART0_INTERRUPT: u32 = FIRST_PERIPHERAL_INTERRUPT + 32 + 57;
+/// AUX block (mini-UART): GPU interrupt 29, ARMCTRL hardware number 61.
+pub const AUX_INTERRUPT: u32 = FIRST_PERIPHERAL_INTERRUPT + 32 + 29;
+/// Cortex-A53 cores.
+pub const CPU_COUNT: u32 = 4;
 /// One past the last device address: the local controller spans 256 KiB.
 pub const DEVICE_WINDOW_END: u64 = LOCAL_INTERRUPT_CONTROLLER + 0x4_0000;
 /// PM block: watchdog, reset control and status.

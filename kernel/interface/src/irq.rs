@@ -108,6 +108,13 @@ pub trait InterruptController: Sync {
         None
     }
 
+    /// The chip name `/proc/interrupts` prints for `irq`: the controller that owns the line
+    /// when several are chained behind this one (the Pi 3's `bcm2836-timer` and
+    /// `ARMCTRL-level`); [`name`](Self::name) by default.
+    fn chip_name(&self, _irq: u32) -> &'static str {
+        self.name()
+    }
+
     /// The hardware number `/proc/interrupts` prints for `irq` (the I/O APIC input of an x86
     /// IRQ after interrupt source overrides); the number itself by default.
     fn hardware_irq(&self, irq: u32) -> u32 {

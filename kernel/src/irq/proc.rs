@@ -44,7 +44,6 @@ pub fn show(
     mut next: impl FnMut(Option<u32>) -> Option<Descriptor>,
 ) -> fmt::Result {
     let online_cpus = online_cpus.clamp(1, MAX_CPUS);
-    let controller_name = controller.map_or("none", |controller| controller.name());
     let named_rows: &[NamedRow] = controller.map_or(&[], |controller| controller.named_rows());
     let extra_errors = controller.map_or(0, |controller| controller.extra_errors());
     let width = precision(highest_number);
@@ -71,6 +70,7 @@ pub fn show(
             write!(out, "{:>10} ", count)?;
         }
         let hardware_irq = controller.map_or(descriptor.number, |controller| controller.hardware_irq(descriptor.number));
+        let controller_name = controller.map_or("none", |controller| controller.chip_name(descriptor.number));
         match controller.and_then(|controller| controller.flow_name(descriptor.number, descriptor.trigger)) {
             Some(flow) => {
                 writeln!(out, " {:>8} {:>width$}-{:<8}  {}", controller_name, hardware_irq, flow, descriptor.name, width = width)?
