@@ -363,6 +363,39 @@ pub fn set_interrupt_handler(handler: InterruptHandler) {
     INTERRUPT_HANDLER.store(handler as usize, core::sync::atomic::Ordering::Release);
 }
 
+static BREAKPOINT_HANDLER: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// The `brk` immediate the breakpoint handler answers (`brk #0x4b42`); every other `brk`
+/// (Rust's aborts among them) stays an unexpected exception.
+pub const HANDLED_BREAKPOINT: u16 = 0x4b42;
+
+/// Installs the function called for `brk #HANDLED_BREAKPOINT` executed at EL1; execution
+/// then resumes after the `brk`. Without one, it is reported as an unexpected exception.
+pub fn set_breakpoint_handler(handler: InterruptHandler) {
+    BREAKPOINT_HANDLER.store(handler as usize, core::sync::atomic::Ordering::Release);
+}
+
+/// The system counter at the latest IRQ entry and how many IRQs were entered, per CPU
+/// (slot = logical id), for latency and jitter measurements.
+static IRQ_ENTRY_COUNTER: [core::sync::atomic::AtomicU64; crate::smp::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; crate::smp::MAX_CPUS];
+static IRQ_ENTRIES: [core::sync::atomic::AtomicU64; crate::smp::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; crate::smp::MAX_CPUS];
+
+fn current_cpu_slot() -> usize {
+    crate::smp::this_cpu()
+        .map_or(0, |per_cpu| per_cpu.id.load(core::sync::atomic::Ordering::Relaxed) as usize)
+        .min(crate::smp::MAX_CPUS - 1)
+}
+
+/// The calling CPU's latest IRQ entry: (system counter when the Rust dispatcher started,
+/// IRQs entered so far).
+pub fn last_irq_entry() -> (u64, u64) {
+    let cpu = current_cpu_slot();
+    let entries = IRQ_ENTRIES[cpu].load(core::sync::atomic::Ordering::Acquire);
+    (IRQ_ENTRY_COUNTER[cpu].load(core::sync::atomic::Ordering::Relaxed), entries)
+}
+
 #[no_mangle]
 extern "C" fn hinoki_aarch64_exception(frame: &mut TrapFrame, slot: u64) {
     let slot = VectorSlot(slot);
@@ -375,12 +408,31 @@ extern "C" fn hinoki_aarch64_exception(frame: &mut TrapFrame, slot: u64) {
         frame.registers[0] = 0;
     }
     if slot.kind() == "IRQ" {
+        let cpu = current_cpu_slot();
+        IRQ_ENTRY_COUNTER[cpu].store(crate::generic_timer::physical_count(), core::sync::atomic::Ordering::Relaxed);
+        IRQ_ENTRIES[cpu].fetch_add(1, core::sync::atomic::Ordering::Release);
         let handler = INTERRUPT_HANDLER.load(core::sync::atomic::Ordering::Acquire);
         if handler != 0 {
             // SAFETY: the only non-zero value ever stored is an `InterruptHandler` function
             // pointer, written by `set_interrupt_handler`.
             let handler: InterruptHandler = unsafe { core::mem::transmute::<usize, InterruptHandler>(handler) };
             handler(frame);
+            return;
+        }
+    }
+    if slot.kind() == "synchronous"
+        && slot.origin() == "EL1"
+        && ExceptionClass::from_syndrome(frame.syndrome) == ExceptionClass::Breakpoint
+        && frame.syndrome & 0xffff == HANDLED_BREAKPOINT as u64
+    {
+        let handler = BREAKPOINT_HANDLER.load(core::sync::atomic::Ordering::Acquire);
+        if handler != 0 {
+            // SAFETY: the only non-zero value ever stored is an `InterruptHandler` function
+            // pointer, written by `set_breakpoint_handler`.
+            let handler: InterruptHandler = unsafe { core::mem::transmute::<usize, InterruptHandler>(handler) };
+            handler(frame);
+            // ELR points at the `brk`: resume after it.
+            frame.exception_link += 4;
             return;
         }
     }

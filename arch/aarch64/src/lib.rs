@@ -8,6 +8,7 @@
 #[cfg(not(target_arch = "aarch64"))]
 compile_error!("hinoki-arch-aarch64 builds only for aarch64 targets");
 
+pub mod benchmarks;
 pub mod boot;
 pub mod context;
 pub mod cpu;

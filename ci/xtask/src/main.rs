@@ -16,9 +16,10 @@ usage: cargo xtask <verb> [options]
 
 verbs:
   build [--board B] [--release]         build a board's kernel and image
-  run [--board B] [--smp N] [--gdb] [--release] [--append ARGS] [--machine M] [--defmt]
+  run [--board B] [--smp N] [--gdb] [--release] [--append ARGS] [--machine M] [--defmt] [--icount]
                                         boot a board in QEMU with the console on this terminal
-                                        (--defmt: logs as defmt frames, decoded by defmt-print)
+                                        (--defmt: logs as defmt frames, decoded by defmt-print;
+                                        --icount: single-threaded TCG, -icount shift=0)
   test [--board B] [--config C] [--suite PREFIX] [--no-host] [--timeout SECONDS]
                                         host tests, then the board x suite matrix under QEMU
   image --board B --out DIR [--release] write the files for a board's boot medium (SD card for the Pis)
@@ -52,6 +53,7 @@ pub struct Options {
     pub smp: Option<u32>,
     pub gdb: bool,
     pub defmt: bool,
+    pub icount: bool,
     pub no_host: bool,
     pub out: Option<PathBuf>,
     pub append: Option<String>,
@@ -73,6 +75,7 @@ fn parse_options(arguments: &[String]) -> Result<Options, String> {
             "--release" => options.release = true,
             "--gdb" => options.gdb = true,
             "--defmt" => options.defmt = true,
+            "--icount" => options.icount = true,
             "--no-host" => options.no_host = true,
             "--smp" => {
                 let count: u32 = value("--smp")?.parse().map_err(|_| "--smp needs a number".to_string())?;

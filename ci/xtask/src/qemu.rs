@@ -75,8 +75,10 @@ pub fn describe(command: &Command) -> String {
 pub fn run_interactive(options: &crate::Options) -> Result<(), String> {
     let board = crate::boards::find(options.board.as_deref())?;
     let built = crate::image::build_with(&board, options.release, options.defmt)?;
-    let launch =
-        Launch { machine: options.machine.clone(), smp: options.smp, append: options.append.clone(), gdb: options.gdb, extra: vec![] };
+    // Deterministic timing: guest time advances one nanosecond per instruction, which
+    // multi-threaded TCG cannot do.
+    let extra = if options.icount { ["-accel", "tcg,thread=single", "-icount", "shift=0"].map(String::from).to_vec() } else { vec![] };
+    let launch = Launch { machine: options.machine.clone(), smp: options.smp, append: options.append.clone(), gdb: options.gdb, extra };
     let command = command(&board, &built, &launch)?;
     // mon:stdio multiplexes the QEMU monitor on the terminal: Ctrl-A X quits, Ctrl-A C toggles.
     let arguments: Vec<String> =
