@@ -242,6 +242,58 @@ mod tests {
         assert_eq!(precision(Some(12_345)), 5);
     }
 
+    /// A local controller with a peripheral controller chained behind it, numbered as the
+    /// Pi 3's pair: local lines below 32, the chained controller's `hwirq + 32` above.
+    struct ChainedController;
+
+    impl InterruptController for ChainedController {
+        fn name(&self) -> &'static str {
+            "bcm2836-l1-intc"
+        }
+        fn init_cpu(&self) {}
+        fn enable(&self, _irq: u32) -> Result<(), hinoki_interface::IrqError> {
+            Ok(())
+        }
+        fn disable(&self, _irq: u32) -> Result<(), hinoki_interface::IrqError> {
+            Ok(())
+        }
+        fn set_trigger(&self, _irq: u32, _trigger: Trigger) -> Result<(), hinoki_interface::IrqError> {
+            Ok(())
+        }
+        fn acknowledge(&self) -> Option<u32> {
+            None
+        }
+        fn end_of_interrupt(&self, _irq: u32) {}
+        fn chip_name(&self, irq: u32) -> &'static str {
+            if irq < 32 {
+                "bcm2836-timer"
+            } else {
+                "ARMCTRL-level"
+            }
+        }
+        fn hardware_irq(&self, irq: u32) -> u32 {
+            if irq < 32 {
+                irq
+            } else {
+                irq - 32
+            }
+        }
+    }
+
+    #[test]
+    fn chained_controllers_name_the_chip_of_each_line() {
+        let mut table = DescriptorTable::new();
+        table.insert(Descriptor::new(1, "arch_timer", Trigger::LevelHigh, handler, None)).unwrap();
+        table.insert(Descriptor::new(121, "uart-pl011", Trigger::LevelHigh, handler, None)).unwrap();
+        table.record(1, 0);
+        let mut out = String::new();
+        let errors = ErrorCounts { unrequested: table.unrequested(), spurious: table.spurious_counts() };
+        show(&mut out, Some(&ChainedController), 1, table.highest_number(), errors, |after| table.next_after(after)).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1], "  1:          1  bcm2836-timer   1 Level     arch_timer");
+        assert_eq!(lines[2], "121:          0  ARMCTRL-level  89 Level     uart-pl011");
+    }
+
     #[test]
     fn x86_layout_with_named_rows() {
         let mut table = DescriptorTable::new();
