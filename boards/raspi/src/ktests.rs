@@ -6,6 +6,7 @@ use hinoki_kernel::ktest::TestFailure;
 use hinoki_kernel::{kassert, kassert_eq, ktest};
 
 use crate::boot_information::{BootSource, ConsoleChoice};
+use crate::interrupts::InterruptWiring;
 use crate::platform::{FACTS, RECEIVE_PIN, TRANSMIT_PIN};
 
 fn no_board() -> TestFailure {
@@ -113,6 +114,50 @@ ktest!(
             previous = now;
         }
         kassert!(previous > first, "counter stuck at {}", first);
+        Ok(())
+    }
+);
+
+ktest!(
+    fn timer_and_console_interrupts_are_wired_as_the_model_says() {
+        let Some(facts) = FACTS.get().copied() else { return Err(no_board()) };
+        let Some(wiring) = facts.interrupts else {
+            log::info!("raspi: no interrupt controller on this model; nothing to test");
+            return Ok(());
+        };
+        let platform = hinoki_kernel::platform();
+        let Some(controller) = platform.interrupt_controller() else {
+            kassert!(false, "the model has an interrupt controller but none is up");
+            return Ok(());
+        };
+        let (timer, _) = wiring.timer();
+        let (console, _) = wiring.console(facts.console == ConsoleChoice::MiniUart);
+        kassert_eq!(platform.clock_event().map(|event| event.irq()), Some(timer));
+        let Some(tick) = hinoki_kernel::irq::descriptor(timer) else {
+            kassert!(false, "the tick's interrupt {} is not requested", timer);
+            return Ok(());
+        };
+        kassert!(
+            tick.per_cpu && tick.enabled && tick.name == "arch_timer",
+            "tick descriptor {:?}",
+            (tick.name, tick.per_cpu, tick.enabled)
+        );
+        let Some(uart) = hinoki_kernel::irq::descriptor(console) else {
+            kassert!(false, "the console's receive interrupt {} is not requested", console);
+            return Ok(());
+        };
+        kassert!(uart.enabled && !uart.per_cpu, "console descriptor {:?}", (uart.name, uart.per_cpu, uart.enabled));
+        // /proc/interrupts names each line as Linux does on this SoC.
+        let (timer_line, console_line) = match wiring {
+            InterruptWiring::Gic400 { .. } => (("GICv2", 30), ("GICv2", console)),
+            InterruptWiring::Bcm2836 { .. } => (("bcm2836-timer", 1), ("ARMCTRL-level", console - 32)),
+        };
+        kassert_eq!((controller.chip_name(timer), controller.hardware_irq(timer)), timer_line);
+        kassert_eq!((controller.chip_name(console), controller.hardware_irq(console)), console_line);
+        if facts.console == ConsoleChoice::Pl011 {
+            // The PL011 is VideoCore interrupt 57: GIC SPI 121 on the Pi 4, ARMCTRL 89 on the Pi 3.
+            kassert!(console_line.1 == 153 || console_line.1 == 89, "PL011 on hardware interrupt {}", console_line.1);
+        }
         Ok(())
     }
 );

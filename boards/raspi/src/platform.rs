@@ -142,6 +142,7 @@ pub(crate) struct Facts {
     pub kernel_image: (u64, u64),
     pub peripherals: (u64, u64),
     pub low_reserved_size: u64,
+    pub interrupts: Option<InterruptWiring>,
 }
 
 pub(crate) static FACTS: Once<Facts> = Once::new();
@@ -211,6 +212,7 @@ impl<C: Cpu, K: Clock> Raspi<C, K> {
             kernel_image: (architecture.kernel_image.start, architecture.kernel_image.end),
             peripherals: (model.device_window_start, model.device_window_end),
             low_reserved_size: model.low_reserved_size,
+            interrupts: model.interrupts,
         });
         Raspi {
             model,
