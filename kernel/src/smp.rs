@@ -62,6 +62,15 @@ pub fn init() {
     if possible > 1 {
         log::info!("smp: {} of {} CPUs up", ready_count(), possible);
     }
+    if let Err(error) = crate::fs::procfs::register("cpuinfo", show_cpuinfo) {
+        log::warn!("smp: cannot register /proc/cpuinfo: {:?}", error);
+    }
+}
+
+/// `/proc/cpuinfo`: the platform's description of every online CPU, in Linux's format for
+/// the architecture.
+fn show_cpuinfo(out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+    crate::platform().write_cpuinfo(out)
 }
 
 /// A secondary CPU's kernel entry (the [`hinoki_interface::SecondaryEntry`] the boot CPU
@@ -91,6 +100,19 @@ crate::ktest!(
         let possible = platform.possible_cpus().min(MAX_CPUS as u32);
         crate::kassert_eq!(ready_count(), possible);
         crate::kassert_eq!(platform.cpu().online_count(), possible);
+        Ok(())
+    }
+);
+
+crate::ktest!(
+    fn cpuinfo_lists_every_online_cpu() {
+        let mut text = alloc::string::String::new();
+        crate::kassert!(show_cpuinfo(&mut text).is_ok());
+        let processors: alloc::vec::Vec<&str> = text.lines().filter(|line| line.starts_with("processor")).collect();
+        crate::kassert_eq!(processors.len() as u32, ready_count());
+        for (index, line) in processors.iter().enumerate() {
+            crate::kassert_eq!(line.rsplit(':').next().map(str::trim), Some(alloc::format!("{}", index).as_str()));
+        }
         Ok(())
     }
 );

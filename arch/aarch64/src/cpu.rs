@@ -89,7 +89,90 @@ impl Default for Aarch64Cpu {
     }
 }
 
+/// Reads ID_AA64ISAR0_EL1 (instruction-set attributes: crypto, atomics, RNDR).
+fn instruction_set_attributes() -> u64 {
+    let value: u64;
+    // SAFETY: reading an ID register has no side effects and is allowed at EL1.
+    unsafe { asm!("mrs {}, id_aa64isar0_el1", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+/// Reads ID_AA64PFR0_EL1 (processor features: FP, Advanced SIMD).
+fn processor_features() -> u64 {
+    let value: u64;
+    // SAFETY: reading an ID register has no side effects and is allowed at EL1.
+    unsafe { asm!("mrs {}, id_aa64pfr0_el1", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+/// The `Features` line of `/proc/cpuinfo`: Linux's hwcap names, in Linux's order, for
+/// what the two ID registers report.
+pub fn write_features(isar0: u64, pfr0: u64, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+    let field = |value: u64, shift: u32| (value >> shift) & 0xf;
+    let floating_point = field(pfr0, 16);
+    let advanced_simd = field(pfr0, 20);
+    let names = [
+        ("fp", floating_point != 0xf),
+        ("asimd", advanced_simd != 0xf),
+        ("aes", field(isar0, 4) >= 1),
+        ("pmull", field(isar0, 4) >= 2),
+        ("sha1", field(isar0, 8) >= 1),
+        ("sha2", field(isar0, 12) >= 1),
+        ("crc32", field(isar0, 16) >= 1),
+        ("atomics", field(isar0, 20) >= 2),
+        ("fphp", floating_point == 1),
+        ("asimdhp", advanced_simd == 1),
+        ("cpuid", true),
+        ("asimdrdm", field(isar0, 28) >= 1),
+        ("sha3", field(isar0, 32) >= 1),
+        ("sm3", field(isar0, 36) >= 1),
+        ("sm4", field(isar0, 40) >= 1),
+        ("asimddp", field(isar0, 44) >= 1),
+        ("sha512", field(isar0, 12) >= 2),
+        ("asimdfhm", field(isar0, 48) >= 1),
+        ("rng", field(isar0, 60) >= 1),
+    ];
+    let mut first = true;
+    for (name, present) in names {
+        if present {
+            write!(out, "{}{}", if first { "" } else { " " }, name)?;
+            first = false;
+        }
+    }
+    Ok(())
+}
+
+/// One CPU's `/proc/cpuinfo` paragraph in Linux's arm64 format, from the ID registers and
+/// the generic-timer frequency (BogoMIPS is derived from it, as Linux does on arm64).
+pub fn write_cpuinfo_paragraph(
+    processor: u32,
+    midr: u64,
+    isar0: u64,
+    pfr0: u64,
+    timer_frequency: u64,
+    out: &mut dyn core::fmt::Write,
+) -> core::fmt::Result {
+    writeln!(out, "processor\t: {}", processor)?;
+    writeln!(out, "BogoMIPS\t: {}.{:02}", timer_frequency / 500_000, (timer_frequency / 5_000) % 100)?;
+    write!(out, "Features\t: ")?;
+    write_features(isar0, pfr0, out)?;
+    writeln!(out)?;
+    writeln!(out, "CPU implementer\t: {:#04x}", (midr >> 24) & 0xff)?;
+    writeln!(out, "CPU architecture: 8")?;
+    writeln!(out, "CPU variant\t: {:#x}", (midr >> 20) & 0xf)?;
+    writeln!(out, "CPU part\t: {:#05x}", (midr >> 4) & 0xfff)?;
+    writeln!(out, "CPU revision\t: {}", midr & 0xf)?;
+    writeln!(out)
+}
+
 impl Cpu for Aarch64Cpu {
+    /// The ID registers are read on the calling CPU: every board Hinoki supports has
+    /// identical cores.
+    fn write_cpuinfo(&self, processor: u32, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        let frequency = crate::generic_timer::counter_frequency();
+        write_cpuinfo_paragraph(processor, main_id(), instruction_set_attributes(), processor_features(), frequency, out)
+    }
+
     fn current_id(&self) -> CpuId {
         match crate::smp::this_cpu() {
             Some(per_cpu) => CpuId(per_cpu.id.load(core::sync::atomic::Ordering::Relaxed)),

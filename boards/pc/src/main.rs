@@ -142,6 +142,10 @@ impl Platform for Pc {
         self.boot.command_line()
     }
 
+    fn write_cpuinfo(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        smp::show_cpuinfo(out)
+    }
+
     fn kernel_text(&self) -> core::ops::Range<usize> {
         hinoki_arch_x86_64::layout::text()
     }
@@ -245,9 +249,6 @@ fn board_main(protocol: BootProtocol) -> ! {
     smp::record_cpu_info(0, hinoki_arch_x86_64::apic::initial_apic_id());
     interrupts::start(board.acpi(), &board.cpu, board.clock(), board.clock.frequency_hz(), board.command_line());
     smp::record_cpu_info(0, hinoki_arch_x86_64::apic::apic_id());
-    if let Err(error) = hinoki_kernel::fs::procfs::register("cpuinfo", smp::show_cpuinfo) {
-        log::warn!("pc: cannot register /proc/cpuinfo: {:?}", error);
-    }
     hinoki_kernel::kernel_main(board)
 }
 

@@ -72,4 +72,13 @@ pub trait Cpu: Sync {
 
     /// Human-readable processor model, e.g. `"ARM Cortex-A72 r0p3"`.
     fn model(&self) -> &str;
+
+    /// Writes logical CPU `processor`'s paragraph of `/proc/cpuinfo` in Linux's format for
+    /// the architecture, ending with an empty line. The default writes the processor number
+    /// and [`Cpu::model`].
+    fn write_cpuinfo(&self, processor: u32, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        writeln!(out, "processor\t: {}", processor)?;
+        writeln!(out, "model name\t: {}", self.model())?;
+        writeln!(out)
+    }
 }

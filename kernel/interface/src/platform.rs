@@ -91,6 +91,15 @@ pub trait Platform: Sync {
     /// empty when there is none.
     fn command_line(&self) -> &str;
 
+    /// Writes `/proc/cpuinfo`: by default one [`Cpu::write_cpuinfo`] paragraph per online
+    /// CPU. A board whose CPU descriptions are gathered per CPU at bring-up overrides it.
+    fn write_cpuinfo(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        for processor in 0..self.cpu().online_count() {
+            self.cpu().write_cpuinfo(processor, out)?;
+        }
+        Ok(())
+    }
+
     /// Range of the kernel's text, used to sanity-check return addresses in backtraces.
     fn kernel_text(&self) -> core::ops::Range<usize>;
 
