@@ -17,6 +17,7 @@ pub mod errno;
 pub mod fs;
 pub mod irq;
 pub mod ktest;
+pub mod lockdep;
 pub mod mm;
 pub mod panic;
 pub mod printk;
@@ -88,6 +89,7 @@ pub fn early_init(platform: &'static dyn Platform) {
     PLATFORM.call_once(|| platform);
     time::mark_boot();
     printk::init();
+    lockdep::init(platform.command_line());
 }
 
 /// The portable kernel entry point. A board calls it once, on the boot CPU, after the
@@ -116,6 +118,7 @@ pub fn kernel_main(platform: &'static dyn Platform) -> ! {
     platform.paging_init();
     mm::register_proc_files();
     fs::procfs::register_core_files();
+    lockdep::register_proc_files();
     irq::init();
     smp::init();
 

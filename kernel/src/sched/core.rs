@@ -295,14 +295,17 @@ fn schedule_with(requeue: Requeue) {
             }
             next.on_cpu.store(true, Ordering::Release);
             next.set_cpu(cpu);
-            let contexts = (previous.context(), next.context());
+            let contexts = (previous.context(), next.context(), &next.held_locks as *const crate::lockdep::HeldLocks);
             per_cpu.current_id.store(next.id() + 1, Ordering::Release);
             state.current = next;
             state.previous = Some(previous);
             Some(contexts)
         }
     };
-    if let Some((from, to)) = switch {
+    if let Some((from, to, next_locks)) = switch {
+        // SAFETY: `next` is this CPU's current task now (its state keeps it alive), so its
+        // held-lock record outlives the switch.
+        crate::lockdep::switch_to(unsafe { &*next_locks });
         // `from` is the running task's context and `to` the next one's; both tasks are kept
         // alive by this CPU's state (`current`, `previous`) until the switch is finished, and
         // `to` was filled by `initialize` or by its own switch away (its `on_cpu` was clear).
@@ -397,7 +400,9 @@ pub fn scheduler_tick() {
 
 /// Puts the calling task to sleep until the clock reaches `deadline` (nanoseconds since
 /// boot) or someone wakes it. Woken at the tick or by the idle loop after the deadline.
+#[track_caller]
 pub fn sleep_until(deadline: u64) {
+    crate::lockdep::might_sleep();
     let Some(task) = current().filter(|_| SWITCH.get().is_some()) else {
         while clock() < deadline {
             core::hint::spin_loop();

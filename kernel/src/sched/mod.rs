@@ -167,6 +167,7 @@ pub fn yield_now() {
 }
 
 /// Sleeps at least `duration`.
+#[track_caller]
 pub fn sleep(duration: Duration) {
     let nanoseconds = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
     sleep_until(clock().saturating_add(nanoseconds));

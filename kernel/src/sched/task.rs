@@ -129,6 +129,8 @@ pub type ThreadBody = Box<dyn FnOnce() -> usize + Send>;
 
 /// A task.
 pub struct Task {
+    /// The locks this task holds, for lock debugging.
+    pub(crate) held_locks: crate::lockdep::HeldLocks,
     id: TaskId,
     name: [u8; NAME_LENGTH],
     name_length: usize,
@@ -177,6 +179,7 @@ impl Task {
             name_length += bytes.len();
         }
         Task {
+            held_locks: crate::lockdep::HeldLocks::new(),
             id,
             name: stored,
             name_length,

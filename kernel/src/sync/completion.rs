@@ -14,6 +14,7 @@ pub struct Completion {
 
 impl Completion {
     /// Not completed.
+    #[track_caller]
     pub const fn new() -> Self {
         Completion { done: AtomicUsize::new(0), waiters: WaitQueue::new() }
     }
@@ -42,8 +43,10 @@ impl Completion {
     }
 
     /// Sleeps until completed, consuming one completion.
+    #[track_caller]
     pub fn wait_for_completion(&self) {
-        self.waiters.wait_event_exclusive(|| self.try_wait());
+        crate::lockdep::might_sleep();
+        self.waiters.wait(true, || self.try_wait());
     }
 
     /// Whether a completion is pending.

@@ -12,20 +12,24 @@ pub struct CondVar {
 
 impl CondVar {
     /// A condition variable with no waiters.
+    #[track_caller]
     pub const fn new() -> Self {
         CondVar { generation: AtomicU64::new(0), waiters: WaitQueue::new() }
     }
 
     /// Unlocks `guard`'s mutex, sleeps until a notification after this call, and locks it
     /// again. As with every condition variable, callers recheck their condition in a loop.
+    #[track_caller]
     pub fn wait<'a, T: ?Sized>(&self, mutex: &'a Mutex<T>, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
         let generation = self.generation.load(Ordering::Acquire);
+        crate::lockdep::might_sleep();
         drop(guard);
-        self.waiters.wait_event(|| self.generation.load(Ordering::Acquire) != generation);
+        self.waiters.wait(false, || self.generation.load(Ordering::Acquire) != generation);
         mutex.lock()
     }
 
     /// Waits until `condition` holds on the protected data.
+    #[track_caller]
     pub fn wait_while<'a, T: ?Sized>(
         &self,
         mutex: &'a Mutex<T>,

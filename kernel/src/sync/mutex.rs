@@ -5,6 +5,7 @@ use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::WaitQueue;
+use crate::lockdep::{self, LockClass, LockKind};
 use crate::sched;
 
 const UNLOCKED: u64 = 0;
@@ -18,6 +19,7 @@ pub struct Mutex<T: ?Sized> {
     /// Whether the owner runs boosted through this mutex.
     boosted: AtomicBool,
     waiters: WaitQueue,
+    class: LockClass,
     data: UnsafeCell<T>,
 }
 
@@ -34,25 +36,48 @@ fn owner_token() -> u64 {
 }
 
 impl<T> Mutex<T> {
-    /// An unlocked mutex holding `data`.
+    /// An unlocked mutex holding `data`; its lock-debugging class is the caller's site.
+    #[track_caller]
     pub const fn new(data: T) -> Self {
-        Mutex { owner: AtomicU64::new(UNLOCKED), boosted: AtomicBool::new(false), waiters: WaitQueue::new(), data: UnsafeCell::new(data) }
+        Mutex {
+            owner: AtomicU64::new(UNLOCKED),
+            boosted: AtomicBool::new(false),
+            waiters: WaitQueue::new(),
+            class: LockClass::new(),
+            data: UnsafeCell::new(data),
+        }
     }
 }
 
 impl<T: ?Sized> Mutex<T> {
     /// Takes the mutex if it is free, without sleeping.
+    #[cfg_attr(debug_assertions, track_caller)]
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-        self.owner.compare_exchange(UNLOCKED, owner_token(), Ordering::Acquire, Ordering::Relaxed).ok().map(|_| MutexGuard { mutex: self })
+        let taken = self.try_take();
+        if taken {
+            lockdep::acquire(&self.class, LockKind::Mutex, self.instance(), true);
+        }
+        taken.then_some(MutexGuard { mutex: self })
+    }
+
+    fn try_take(&self) -> bool {
+        self.owner.compare_exchange(UNLOCKED, owner_token(), Ordering::Acquire, Ordering::Relaxed).is_ok()
+    }
+
+    fn instance(&self) -> *const () {
+        self as *const Self as *const ()
     }
 
     /// Takes the mutex, sleeping while another task holds it. Panics if the caller holds it.
+    #[cfg_attr(debug_assertions, track_caller)]
     pub fn lock(&self) -> MutexGuard<'_, T> {
-        if let Some(guard) = self.try_lock() {
-            return guard;
+        lockdep::might_sleep();
+        lockdep::acquire(&self.class, LockKind::Mutex, self.instance(), false);
+        if self.try_take() {
+            return MutexGuard { mutex: self };
         }
         assert!(self.owner.load(Ordering::Relaxed) != owner_token(), "mutex: recursive lock by task {}", owner_token() - 1);
-        self.waiters.wait_event_exclusive(|| {
+        self.waiters.wait(true, || {
             if self.owner.compare_exchange(UNLOCKED, owner_token(), Ordering::Acquire, Ordering::Relaxed).is_ok() {
                 return true;
             }
@@ -77,6 +102,11 @@ impl<T: ?Sized> Mutex<T> {
         }
     }
 
+    /// The lock-debugging class (the construction site).
+    pub fn class(&self) -> &LockClass {
+        &self.class
+    }
+
     /// The owner's task id, `None` when unlocked.
     pub fn owner(&self) -> Option<sched::TaskId> {
         match self.owner.load(Ordering::Acquire) {
@@ -91,6 +121,7 @@ impl<T: ?Sized> Mutex<T> {
     }
 
     fn unlock(&self) {
+        lockdep::release(self.instance());
         let boosted = self.boosted.swap(false, Ordering::AcqRel);
         self.owner.store(UNLOCKED, Ordering::Release);
         if boosted {

@@ -4,6 +4,7 @@ use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use crate::lockdep::{self, LockClass, LockKind};
 use crate::sched;
 
 const WRITER: u32 = 1 << 31;
@@ -13,6 +14,7 @@ const READERS: u32 = WRITER_WAITING - 1;
 /// A spinning reader-writer lock.
 pub struct RwLock<T: ?Sized> {
     state: AtomicU32,
+    class: LockClass,
     data: UnsafeCell<T>,
 }
 
@@ -22,15 +24,27 @@ unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
 unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 
 impl<T> RwLock<T> {
-    /// An unlocked lock holding `data`.
+    /// An unlocked lock holding `data`; its lock-debugging class is the caller's site.
+    #[track_caller]
     pub const fn new(data: T) -> Self {
-        RwLock { state: AtomicU32::new(0), data: UnsafeCell::new(data) }
+        RwLock { state: AtomicU32::new(0), class: LockClass::new(), data: UnsafeCell::new(data) }
     }
 }
 
 impl<T: ?Sized> RwLock<T> {
     /// Takes a read lock if no writer holds or waits for the lock.
+    #[cfg_attr(debug_assertions, track_caller)]
     pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
+        let guard = self.take_read()?;
+        lockdep::acquire(&self.class, LockKind::RwLock, self.instance(), true);
+        Some(guard)
+    }
+
+    fn instance(&self) -> *const () {
+        self as *const Self as *const ()
+    }
+
+    fn take_read(&self) -> Option<RwLockReadGuard<'_, T>> {
         sched::preempt_disable();
         let taken = self
             .state
@@ -47,9 +61,11 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// Spins until a read lock is ours.
+    #[cfg_attr(debug_assertions, track_caller)]
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
+        lockdep::acquire(&self.class, LockKind::RwLock, self.instance(), false);
         loop {
-            if let Some(guard) = self.try_read() {
+            if let Some(guard) = self.take_read() {
                 return guard;
             }
             core::hint::spin_loop();
@@ -57,7 +73,14 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// Takes the write lock if the lock is free.
+    #[cfg_attr(debug_assertions, track_caller)]
     pub fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
+        let guard = self.take_write()?;
+        lockdep::acquire(&self.class, LockKind::RwLock, self.instance(), true);
+        Some(guard)
+    }
+
+    fn take_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
         sched::preempt_disable();
         let taken = self
             .state
@@ -72,9 +95,11 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// Spins until the write lock is ours; announces itself so new readers wait.
+    #[cfg_attr(debug_assertions, track_caller)]
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
+        lockdep::acquire(&self.class, LockKind::RwLock, self.instance(), false);
         loop {
-            if let Some(guard) = self.try_write() {
+            if let Some(guard) = self.take_write() {
                 return guard;
             }
             self.state.fetch_or(WRITER_WAITING, Ordering::Relaxed);
@@ -103,6 +128,7 @@ impl<T: ?Sized> Deref for RwLockReadGuard<'_, T> {
 
 impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
     fn drop(&mut self) {
+        lockdep::release(self.lock.instance());
         self.lock.state.fetch_sub(1, Ordering::Release);
         sched::preempt_enable();
     }
@@ -130,6 +156,7 @@ impl<T: ?Sized> DerefMut for RwLockWriteGuard<'_, T> {
 
 impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
     fn drop(&mut self) {
+        lockdep::release(self.lock.instance());
         // Clears the writer bit and any waiting announcement; a still-waiting writer sets
         // it again on its next attempt.
         self.lock.state.store(0, Ordering::Release);

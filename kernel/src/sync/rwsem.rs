@@ -5,6 +5,7 @@ use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::WaitQueue;
+use crate::lockdep::{self, LockClass, LockKind};
 
 const WRITER: u32 = 1 << 31;
 const WRITERS_WAITING: u32 = 1 << 30;
@@ -15,6 +16,7 @@ pub struct RwSemaphore<T: ?Sized> {
     state: AtomicU32,
     waiting_writers: AtomicU32,
     waiters: WaitQueue,
+    class: LockClass,
     data: UnsafeCell<T>,
 }
 
@@ -24,9 +26,16 @@ unsafe impl<T: ?Sized + Send + Sync> Sync for RwSemaphore<T> {}
 unsafe impl<T: ?Sized + Send> Send for RwSemaphore<T> {}
 
 impl<T> RwSemaphore<T> {
-    /// An unlocked semaphore holding `data`.
+    /// An unlocked semaphore holding `data`; its lock-debugging class is the caller's site.
+    #[track_caller]
     pub const fn new(data: T) -> Self {
-        RwSemaphore { state: AtomicU32::new(0), waiting_writers: AtomicU32::new(0), waiters: WaitQueue::new(), data: UnsafeCell::new(data) }
+        RwSemaphore {
+            state: AtomicU32::new(0),
+            waiting_writers: AtomicU32::new(0),
+            waiters: WaitQueue::new(),
+            class: LockClass::new(),
+            data: UnsafeCell::new(data),
+        }
     }
 }
 
@@ -48,19 +57,25 @@ impl<T: ?Sized> RwSemaphore<T> {
     }
 
     /// Takes a read lock, sleeping while a writer holds or waits for it.
+    #[cfg_attr(debug_assertions, track_caller)]
     pub fn read(&self) -> RwSemaphoreReadGuard<'_, T> {
+        lockdep::might_sleep();
+        lockdep::acquire(&self.class, LockKind::RwSemaphore, self.instance(), false);
         if !self.try_down_read() {
-            self.waiters.wait_event(|| self.try_down_read());
+            self.waiters.wait(false, || self.try_down_read());
         }
         RwSemaphoreReadGuard { semaphore: self }
     }
 
     /// Takes the write lock, sleeping until readers and the writer are gone.
+    #[cfg_attr(debug_assertions, track_caller)]
     pub fn write(&self) -> RwSemaphoreWriteGuard<'_, T> {
+        lockdep::might_sleep();
+        lockdep::acquire(&self.class, LockKind::RwSemaphore, self.instance(), false);
         if !self.try_down_write() {
             self.waiting_writers.fetch_add(1, Ordering::AcqRel);
             self.state.fetch_or(WRITERS_WAITING, Ordering::AcqRel);
-            self.waiters.wait_event_exclusive(|| {
+            self.waiters.wait(true, || {
                 self.state.fetch_or(WRITERS_WAITING, Ordering::AcqRel);
                 self.try_down_write()
             });
@@ -69,6 +84,10 @@ impl<T: ?Sized> RwSemaphore<T> {
             }
         }
         RwSemaphoreWriteGuard { semaphore: self }
+    }
+
+    fn instance(&self) -> *const () {
+        self as *const Self as *const ()
     }
 
     /// Readers holding the semaphore (a snapshot).
@@ -98,6 +117,7 @@ impl<T: ?Sized> Deref for RwSemaphoreReadGuard<'_, T> {
 
 impl<T: ?Sized> Drop for RwSemaphoreReadGuard<'_, T> {
     fn drop(&mut self) {
+        lockdep::release(self.semaphore.instance());
         let previous = self.semaphore.state.fetch_sub(1, Ordering::Release);
         if previous & READERS == 1 {
             self.semaphore.wake();
@@ -127,6 +147,7 @@ impl<T: ?Sized> DerefMut for RwSemaphoreWriteGuard<'_, T> {
 
 impl<T: ?Sized> Drop for RwSemaphoreWriteGuard<'_, T> {
     fn drop(&mut self) {
+        lockdep::release(self.semaphore.instance());
         self.semaphore.state.fetch_and(!WRITER, Ordering::Release);
         // Every reader and one writer: whoever's condition holds proceeds.
         self.semaphore.waiters.wake_up();

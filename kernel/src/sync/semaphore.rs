@@ -12,6 +12,7 @@ pub struct Semaphore {
 
 impl Semaphore {
     /// A semaphore holding `count` units.
+    #[track_caller]
     pub const fn new(count: usize) -> Self {
         Semaphore { count: AtomicUsize::new(count), waiters: WaitQueue::new() }
     }
@@ -22,9 +23,11 @@ impl Semaphore {
     }
 
     /// Takes a unit, sleeping until one is free.
+    #[track_caller]
     pub fn down(&self) {
+        crate::lockdep::might_sleep();
         if !self.try_down() {
-            self.waiters.wait_event_exclusive(|| self.try_down());
+            self.waiters.wait(true, || self.try_down());
         }
     }
 

@@ -69,7 +69,8 @@ pub struct SeqLock<T: Copy> {
 unsafe impl<T: Copy + Send> Sync for SeqLock<T> {}
 
 impl<T: Copy> SeqLock<T> {
-    /// A seqlock holding `value`.
+    /// A seqlock holding `value`; its writer lock's debugging class is the caller's site.
+    #[track_caller]
     pub const fn new(value: T) -> Self {
         SeqLock { count: SeqCount::new(), writer: SpinLock::new(()), value: UnsafeCell::new(value) }
     }

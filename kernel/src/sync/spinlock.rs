@@ -6,11 +6,14 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use hinoki_interface::InterruptState;
 
+use crate::lockdep::{self, LockClass, LockKind};
+
 /// A ticket spinlock: waiters acquire in arrival order. Does not mask interrupts; use
 /// [`IrqSpinLock`] for data an interrupt handler also touches.
 pub struct SpinLock<T: ?Sized> {
     next_ticket: AtomicU32,
     now_serving: AtomicU32,
+    class: LockClass,
     data: UnsafeCell<T>,
 }
 
@@ -21,16 +24,19 @@ unsafe impl<T: ?Sized + Send> Sync for SpinLock<T> {}
 unsafe impl<T: ?Sized + Send> Send for SpinLock<T> {}
 
 impl<T> SpinLock<T> {
-    /// An unlocked lock holding `data`.
+    /// An unlocked lock holding `data`; its lock-debugging class is the caller's site.
+    #[track_caller]
     pub const fn new(data: T) -> Self {
-        SpinLock { next_ticket: AtomicU32::new(0), now_serving: AtomicU32::new(0), data: UnsafeCell::new(data) }
+        SpinLock { next_ticket: AtomicU32::new(0), now_serving: AtomicU32::new(0), class: LockClass::new(), data: UnsafeCell::new(data) }
     }
 }
 
 impl<T: ?Sized> SpinLock<T> {
     /// Spins until the lock is ours. Preemption stays disabled on this CPU while it is
     /// held (a preempted holder would make waiters on the same CPU spin forever).
+    #[cfg_attr(debug_assertions, track_caller)]
     pub fn lock(&self) -> SpinLockGuard<'_, T> {
+        lockdep::acquire(&self.class, LockKind::Spin, self.instance(), false);
         crate::sched::preempt_disable();
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
         while self.now_serving.load(Ordering::Acquire) != ticket {
@@ -40,11 +46,13 @@ impl<T: ?Sized> SpinLock<T> {
     }
 
     /// Takes the lock only if it is free right now.
+    #[cfg_attr(debug_assertions, track_caller)]
     pub fn try_lock(&self) -> Option<SpinLockGuard<'_, T>> {
         crate::sched::preempt_disable();
         let serving = self.now_serving.load(Ordering::Relaxed);
         let taken = self.next_ticket.compare_exchange(serving, serving.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed).is_ok();
         if taken {
+            lockdep::acquire(&self.class, LockKind::Spin, self.instance(), true);
             Some(SpinLockGuard { lock: self })
         } else {
             crate::sched::preempt_enable();
@@ -52,12 +60,22 @@ impl<T: ?Sized> SpinLock<T> {
         }
     }
 
+    /// The lock-debugging class (the construction site).
+    pub fn class(&self) -> &LockClass {
+        &self.class
+    }
+
     /// Whether someone holds the lock (a snapshot, for diagnostics).
     pub fn is_locked(&self) -> bool {
         self.next_ticket.load(Ordering::Relaxed) != self.now_serving.load(Ordering::Relaxed)
     }
 
+    fn instance(&self) -> *const () {
+        self as *const Self as *const ()
+    }
+
     fn unlock(&self) {
+        lockdep::release(self.instance());
         self.now_serving.fetch_add(1, Ordering::Release);
         crate::sched::preempt_enable();
     }
@@ -96,7 +114,8 @@ pub struct IrqSpinLock<T: ?Sized> {
 }
 
 impl<T> IrqSpinLock<T> {
-    /// An unlocked lock holding `data`.
+    /// An unlocked lock holding `data`; its lock-debugging class is the caller's site.
+    #[track_caller]
     pub const fn new(data: T) -> Self {
         IrqSpinLock { inner: SpinLock::new(data) }
     }
@@ -104,6 +123,7 @@ impl<T> IrqSpinLock<T> {
 
 impl<T: ?Sized> IrqSpinLock<T> {
     /// Masks interrupts, then spins until the lock is ours.
+    #[cfg_attr(debug_assertions, track_caller)]
     pub fn lock(&self) -> IrqSpinLockGuard<'_, T> {
         let saved = disable_local_interrupts();
         IrqSpinLockGuard { guard: Some(self.inner.lock()), saved }
@@ -112,11 +132,13 @@ impl<T: ?Sized> IrqSpinLock<T> {
     /// Spins until the lock is ours without touching the interrupt mask, for callers that
     /// already masked interrupts on this CPU (Linux's `raw_spin_lock` inside an irqsave
     /// region). Taking it with interrupts enabled risks a deadlock with an interrupt handler.
+    #[cfg_attr(debug_assertions, track_caller)]
     pub fn lock_irqs_disabled(&self) -> SpinLockGuard<'_, T> {
         self.inner.lock()
     }
 
     /// Takes the lock only if it is free right now (interrupts stay as they were otherwise).
+    #[cfg_attr(debug_assertions, track_caller)]
     pub fn try_lock(&self) -> Option<IrqSpinLockGuard<'_, T>> {
         let saved = disable_local_interrupts();
         match self.inner.try_lock() {

@@ -22,24 +22,30 @@ pub struct WaitQueue {
 }
 
 impl WaitQueue {
-    /// An empty queue.
+    /// An empty queue; its lock's debugging class is the caller's site.
+    #[track_caller]
     pub const fn new() -> Self {
         WaitQueue { waiters: IrqSpinLock::new(VecDeque::new()), count: AtomicUsize::new(0) }
     }
 
     /// Sleeps until `condition` holds (checked before each sleep and after each wake-up).
     /// Without a scheduler, spins on the condition.
+    #[track_caller]
     pub fn wait_event(&self, condition: impl FnMut() -> bool) {
+        crate::lockdep::might_sleep();
         self.wait(false, condition);
     }
 
     /// As [`wait_event`](Self::wait_event), as an exclusive waiter: a plain
     /// [`wake_up`](Self::wake_up) wakes only one of those.
+    #[track_caller]
     pub fn wait_event_exclusive(&self, condition: impl FnMut() -> bool) {
+        crate::lockdep::might_sleep();
         self.wait(true, condition);
     }
 
-    fn wait(&self, exclusive: bool, mut condition: impl FnMut() -> bool) {
+    /// The sleep itself, for primitives that made their own `might_sleep` check.
+    pub(super) fn wait(&self, exclusive: bool, mut condition: impl FnMut() -> bool) {
         if condition() {
             return;
         }
