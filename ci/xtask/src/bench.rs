@@ -12,11 +12,12 @@ pub fn run(options: &crate::Options) -> Result<(), String> {
     match options.positional.first().map(String::as_str).unwrap_or("boot") {
         "boot" => boot(options),
         "mm" => host_bench("mm"),
+        "sched" => sched(options),
         "all" => {
             boot(options)?;
             host_bench("mm")
         }
-        other => Err(format!("unknown benchmark '{other}' (boot, mm, all)")),
+        other => Err(format!("unknown benchmark '{other}' (boot, mm, sched, all)")),
     }
 }
 
@@ -69,4 +70,145 @@ fn boot(options: &crate::Options) -> Result<(), String> {
     }
     println!("(medians; release builds; TCG)");
     Ok(())
+}
+
+/// One `name value unit` line of the kernel's `bench` shell command.
+#[derive(Clone, Debug, PartialEq)]
+struct Figure {
+    name: String,
+    value: f64,
+    unit: String,
+}
+
+/// The figures in console output: lines `(latency|threadmetric|mm)\.NAME VALUE UNIT`.
+fn parse_figures(output: &str) -> Vec<Figure> {
+    let line = Regex::new(r"(?m)^((?:latency|threadmetric|mm)\.\S+) (\d+(?:\.\d+)?) (\S+)\s*$").unwrap();
+    line.captures_iter(output)
+        .filter_map(|captures| {
+            Some(Figure { name: captures[1].to_string(), value: captures[2].parse().ok()?, unit: captures[3].to_string() })
+        })
+        .collect()
+}
+
+/// Boots `board` (release) with `extra` QEMU arguments, types each of `commands` at the
+/// shell prompt, waits for the next prompt, powers off, and returns the console output.
+fn shell_session(
+    board: &crate::boards::Board,
+    built: &crate::image::Built,
+    launch: &Launch,
+    commands: &[&str],
+    timeout: Duration,
+) -> Result<String, String> {
+    let command = crate::qemu::command(board, built, launch)?;
+    eprintln!("xtask: {}", crate::qemu::describe(&command));
+    let mut session = Session::start(command, timeout)?;
+    let prompt = Regex::new("hinoki# ").unwrap();
+    let mut position = session.wait_for(&prompt, 0)?;
+    for line in commands {
+        eprintln!("xtask: {}: {}", board.board, line);
+        session.send_line(line)?;
+        position = session.wait_for(&prompt, position)?;
+    }
+    session.send_line("poweroff")?;
+    let (_, output, _) = session.finish();
+    Ok(output)
+}
+
+/// Linux's figures for scale, measured in the same QEMU (virt, cortex-a72, TCG).
+const LINUX_REFERENCE: [(&str, &str); 2] =
+    [("latency.yield_switch", "5.8 us (sched_yield switch)"), ("latency.semaphore_ping_pong", "28 us (futex ping-pong)")];
+
+fn format_nanoseconds(value: f64) -> String {
+    if value >= 10_000.0 {
+        format!("{:.1} us", value / 1000.0)
+    } else if value >= 1000.0 {
+        format!("{:.2} us", value / 1000.0)
+    } else {
+        format!("{value:.0} ns")
+    }
+}
+
+/// `cargo xtask bench sched`: the kernel's latency and Thread-Metric benchmarks on each
+/// board (release builds), once in wall time and once under `-icount shift=0`, where the
+/// guest clock counts instructions, so each `ns` figure is an instruction count.
+fn sched(options: &crate::Options) -> Result<(), String> {
+    let boards = match &options.board {
+        Some(name) => vec![crate::boards::find(Some(name))?],
+        None => crate::boards::all()?,
+    };
+    let seconds = options.timeout.unwrap_or(600);
+    let commands = ["bench latency", "bench threadmetric 1"];
+    for board in boards {
+        let built = crate::image::build(&board, true)?;
+        let wall_output = shell_session(&board, &built, &Launch::default(), &commands, Duration::from_secs(seconds))?;
+        let icount = Launch { extra: vec!["-icount".into(), "shift=0".into()], ..Launch::default() };
+        let icount_output = shell_session(&board, &built, &icount, &commands, Duration::from_secs(seconds))?;
+        let (wall, counted) = (parse_figures(&wall_output), parse_figures(&icount_output));
+        if wall.is_empty() || counted.is_empty() {
+            return Err(format!("{}: the kernel printed no benchmark figures; console:\n{}", board.board, wall_output));
+        }
+        print!("{}", sched_table(&board.board, &wall, &counted));
+    }
+    println!("(release builds; TCG; wall times depend on the host and its load; instructions from -icount shift=0)");
+    Ok(())
+}
+
+/// The per-board tables of `bench sched`, as Markdown.
+fn sched_table(board: &str, wall: &[Figure], counted: &[Figure]) -> String {
+    let find = |figures: &[Figure], name: &str| figures.iter().find(|figure| figure.name == name).cloned();
+    let mut text =
+        format!("\n### {board}\n\n| latency | wall (TCG) | instructions (-icount shift=0) | Linux, same QEMU |\n|---|---:|---:|---|\n");
+    for figure in wall.iter().filter(|figure| figure.name.starts_with("latency.") && figure.unit == "ns") {
+        let instructions = find(counted, &figure.name).map_or("n/a".to_string(), |counted| format!("{:.0}", counted.value));
+        let linux = LINUX_REFERENCE.iter().find(|(name, _)| *name == figure.name).map_or("", |(_, text)| text);
+        text += &format!("| `{}` | {} | {} | {} |\n", figure.name, format_nanoseconds(figure.value), instructions, linux);
+    }
+    text += "\n| Thread-Metric (1 s intervals) | count, wall | normalized, wall | count, 10^9 instructions | normalized |\n|---|---:|---:|---:|---:|\n";
+    for figure in wall.iter().filter(|figure| figure.name.starts_with("threadmetric.") && figure.unit == "count") {
+        let normalized_name = format!("{}.normalized", figure.name);
+        let normalized =
+            |figures: &[Figure]| find(figures, &normalized_name).map_or("1.000".to_string(), |figure| format!("{:.3}", figure.value));
+        let counted_value = find(counted, &figure.name).map_or("n/a".to_string(), |counted| format!("{:.0}", counted.value));
+        text += &format!(
+            "| {} | {:.0} | {} | {} | {} |\n",
+            figure.name.trim_start_matches("threadmetric."),
+            figure.value,
+            normalized(wall),
+            counted_value,
+            normalized(counted)
+        );
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_are_parsed_from_console_lines_only() {
+        let output = "hinoki# bench latency\r\nlatency.yield_switch 928 ns\nlatency.irq_to_task_wakeup n/a (no interrupt controller)\n\
+                      threadmetric.basic_processing 12046179 count\nthreadmetric.message_processing.normalized 0.261 ratio\n\
+                      [ 1.0] log latency.fake 5 ns\n";
+        let figures = parse_figures(&output.replace('\r', ""));
+        let names: Vec<_> = figures.iter().map(|figure| (figure.name.as_str(), figure.value, figure.unit.as_str())).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("latency.yield_switch", 928.0, "ns"),
+                ("threadmetric.basic_processing", 12046179.0, "count"),
+                ("threadmetric.message_processing.normalized", 0.261, "ratio"),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_table_pairs_wall_and_instruction_figures_and_cites_linux() {
+        let figure = |name: &str, value: f64, unit: &str| Figure { name: name.into(), value, unit: unit.into() };
+        let wall = vec![figure("latency.yield_switch", 9200.0, "ns"), figure("threadmetric.basic_processing", 100.0, "count")];
+        let counted = vec![figure("latency.yield_switch", 928.0, "ns"), figure("threadmetric.basic_processing", 1000.0, "count")];
+        let table = sched_table("qemu-virt", &wall, &counted);
+        assert!(table.contains("| `latency.yield_switch` | 9.20 us | 928 | 5.8 us (sched_yield switch) |"), "{table}");
+        assert!(table.contains("| basic_processing | 100 | 1.000 | 1000 | 1.000 |"), "{table}");
+    }
 }

@@ -25,6 +25,8 @@ verbs:
   image --board B --out DIR [--release] write the files for a board's boot medium (SD card for the Pis)
   bench [boot] [--board B] [--runs N]   boot-time benchmark (guest entry-to-prompt, QEMU start-to-prompt)
   bench mm                              host allocator benchmarks (criterion)
+  bench sched [--board B] [--timeout S] the kernel's latency and Thread-Metric benchmarks per board,
+                                        wall time and instruction counts (-icount shift=0)
   boards                                list the boards
 
 The default board is qemu-virt.";
