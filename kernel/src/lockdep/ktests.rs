@@ -64,34 +64,33 @@ ktest!(
 ktest!(
     manual fn deliberate_lock_inversion() {
         kassert!(enabled(), "lockdep is off; this test needs a debug build");
-        let spinlock = SpinLock::new(());
-        let mutex = crate::alloc::boxed::Box::new(Mutex::new(()));
+        let first = Mutex::new(());
+        let second = Mutex::new(());
         let before = lockdep::statistics().circular_reports;
         {
-            let _mutex = mutex.lock();
-            let _spinlock = spinlock.lock();
+            let _first = first.lock();
+            let _second = second.lock();
         }
         kassert!(lockdep::statistics().circular_reports == before, "a first order was reported");
-        // The inverse order: a possible deadlock with the one above, even though this one
-        // task cannot deadlock with itself. A try-lock inside would not count (it never
-        // waits), so the mutex is taken with `try_lock` first to prove that, then with `lock`.
+        // The inverse order: a possible deadlock with the one above (two tasks, one in each
+        // order), even though this one task cannot deadlock with itself. A try-lock never
+        // waits, so taking `first` with `try_lock` inside `second` is no inversion.
         {
-            let _spinlock = spinlock.lock();
-            let trylocked = mutex.try_lock();
+            let _second = second.lock();
+            let trylocked = first.try_lock();
             kassert!(trylocked.is_some(), "the mutex is free");
             drop(trylocked);
             kassert!(lockdep::statistics().circular_reports == before, "a try-lock was reported");
         }
         {
-            // Sleeping under the spinlock is reported too, which the matrix ignores here.
-            let _spinlock = spinlock.lock();
-            let _mutex = mutex.lock();
+            let _second = second.lock();
+            let _first = first.lock();
         }
         kassert!(lockdep::statistics().circular_reports == before + 1, "the inversion was not reported once");
         // The same inversion again is known and not reported twice.
         {
-            let _spinlock = spinlock.lock();
-            let _mutex = mutex.lock();
+            let _second = second.lock();
+            let _first = first.lock();
         }
         kassert!(lockdep::statistics().circular_reports == before + 1, "the inversion was reported twice");
         Ok(())
