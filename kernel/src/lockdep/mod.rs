@@ -184,7 +184,7 @@ pub fn register_proc_files() {
 pub struct Statistics {
     /// Whether checking is on.
     pub enabled: bool,
-    /// Lock classes seen.
+    /// Lock classes that appear in a recorded order.
     pub classes: usize,
     /// Lock orders recorded.
     pub dependencies: usize,
