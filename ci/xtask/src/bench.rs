@@ -87,6 +87,11 @@ fn parse_figures(output: &str) -> Vec<Figure> {
         .filter_map(|captures| {
             Some(Figure { name: captures[1].to_string(), value: captures[2].parse().ok()?, unit: captures[3].to_string() })
         })
+        .chain(Regex::new(r"(?m)^((?:latency|threadmetric|mm)\.\S+) n/a\b").unwrap().captures_iter(output).map(|captures| Figure {
+            name: captures[1].to_string(),
+            value: 0.0,
+            unit: "n/a".into(),
+        }))
         .collect()
 }
 
@@ -158,6 +163,9 @@ fn sched_table(board: &str, wall: &[Figure], counted: &[Figure]) -> String {
     let find = |figures: &[Figure], name: &str| figures.iter().find(|figure| figure.name == name).cloned();
     let mut text =
         format!("\n### {board}\n\n| latency | wall (TCG) | instructions (-icount shift=0) | Linux, same QEMU |\n|---|---:|---:|---|\n");
+    for name in unavailable(wall).iter().filter(|name| name.starts_with("latency.")) {
+        text += &format!("| `{name}` | n/a | n/a | |\n");
+    }
     for figure in wall.iter().filter(|figure| figure.name.starts_with("latency.") && figure.unit == "ns") {
         let instructions = find(counted, &figure.name).map_or("n/a".to_string(), |counted| format!("{:.0}", counted.value));
         let linux = LINUX_REFERENCE.iter().find(|(name, _)| *name == figure.name).map_or("", |(_, text)| text);
@@ -178,7 +186,15 @@ fn sched_table(board: &str, wall: &[Figure], counted: &[Figure]) -> String {
             normalized(counted)
         );
     }
+    for name in unavailable(wall).iter().filter(|name| name.starts_with("threadmetric.")) {
+        text += &format!("| {} | n/a | | n/a | |\n", name.trim_start_matches("threadmetric."));
+    }
     text
+}
+
+/// Benchmarks the kernel reported as not available (`NAME n/a (REASON)`), by name.
+fn unavailable(figures: &[Figure]) -> Vec<String> {
+    figures.iter().filter(|figure| figure.unit == "n/a").map(|figure| figure.name.clone()).collect()
 }
 
 #[cfg(test)]
@@ -198,6 +214,7 @@ mod tests {
                 ("latency.yield_switch", 928.0, "ns"),
                 ("threadmetric.basic_processing", 12046179.0, "count"),
                 ("threadmetric.message_processing.normalized", 0.261, "ratio"),
+                ("latency.irq_to_task_wakeup", 0.0, "n/a"),
             ]
         );
     }

@@ -9,6 +9,7 @@
 //! `/proc/buddyinfo`, `/proc/slabinfo`, `/proc/meminfo` and the `slabtop` command report on it.
 //! [`paging`] holds the page-table walker, the descriptor formats and the kernel's `Mmu`.
 
+pub mod bench;
 pub mod buddy;
 pub mod kmalloc;
 pub mod page;

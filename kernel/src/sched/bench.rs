@@ -13,7 +13,7 @@ use super::{Builder, Policy, SchedParams};
 use crate::shell::{Arguments, CommandError, CommandResult};
 use crate::sync::{Mutex, Semaphore, WaitQueue};
 
-crate::shell_command!(BENCH, "bench", "scheduler benchmarks: bench [latency|threadmetric] [SECONDS]", bench);
+crate::shell_command!(BENCH, "bench", "in-kernel benchmarks: bench [latency|threadmetric] [SECONDS] | bench mm [CPUS]", bench);
 
 fn now() -> u64 {
     crate::time::since_boot_nanoseconds()
@@ -378,7 +378,10 @@ pub mod thread_metric {
 }
 
 fn bench(arguments: &Arguments<'_>, out: &mut dyn Write) -> CommandResult {
-    const USAGE: &str = "bench [latency|threadmetric] [SECONDS]";
+    const USAGE: &str = "bench [latency|threadmetric] [SECONDS] | bench mm [CPUS]";
+    if arguments.get(1) == Some(&"mm") {
+        return bench_memory(arguments, out);
+    }
     let (which, seconds) = match arguments {
         [_] => ("all", 1),
         [_, which] => (*which, 1),
@@ -433,6 +436,28 @@ fn bench(arguments: &Arguments<'_>, out: &mut dyn Write) -> CommandResult {
         }
     }
     Ok(())
+}
+
+/// `bench mm [CPUS]`: the memory benchmarks (`mm::bench`), concurrent loops on CPUS CPUs
+/// (default: every online CPU).
+fn bench_memory(arguments: &Arguments<'_>, out: &mut dyn Write) -> CommandResult {
+    const USAGE: &str = "bench mm [CPUS]";
+    let online = crate::try_platform().map_or(1, |platform| platform.cpu().online_count() as usize).clamp(1, super::MAX_SCHED_CPUS);
+    let cpus = match arguments {
+        [_, _] => online,
+        [_, _, cpus] => {
+            cpus.parse::<usize>().ok().filter(|cpus| (1..=super::MAX_SCHED_CPUS).contains(cpus)).ok_or(CommandError::Usage(USAGE))?
+        }
+        _ => return Err(CommandError::Usage(USAGE)),
+    };
+    if !super::is_running() {
+        return Err(CommandError::Failed("the scheduler is not running"));
+    }
+    crate::mm::bench::report(cpus, out).map_err(|error| match error {
+        crate::mm::bench::BenchError::OutOfMemory => CommandError::Failed("out of memory"),
+        crate::mm::bench::BenchError::FreeFailed => CommandError::Failed("the allocator refused a free"),
+        crate::mm::bench::BenchError::NoScheduler => CommandError::Failed("cannot start the benchmark threads"),
+    })
 }
 
 crate::ktest!(
