@@ -13,11 +13,12 @@ pub fn run(options: &crate::Options) -> Result<(), String> {
         "boot" => boot(options),
         "mm" => host_bench("mm"),
         "sched" => sched(options),
+        "mm-kernel" => mm_kernel(options),
         "all" => {
             boot(options)?;
             host_bench("mm")
         }
-        other => Err(format!("unknown benchmark '{other}' (boot, mm, sched, all)")),
+        other => Err(format!("unknown benchmark '{other}' (boot, mm, sched, mm-kernel, all)")),
     }
 }
 
@@ -197,6 +198,66 @@ fn unavailable(figures: &[Figure]) -> Vec<String> {
     figures.iter().filter(|figure| figure.unit == "n/a").map(|figure| figure.name.clone()).collect()
 }
 
+/// `cargo xtask bench mm-kernel`: the kernel's memory benchmarks (`bench mm`) on one
+/// board (qemu-virt by default, release): with 1 CPU in wall time and under `-icount
+/// shift=0` (instructions), and with `--smp N` (default 4) CPUs running loops at once.
+fn mm_kernel(options: &crate::Options) -> Result<(), String> {
+    let board = crate::boards::find(options.board.as_deref())?;
+    let cpus = options.smp.unwrap_or(4);
+    let timeout = Duration::from_secs(options.timeout.unwrap_or(600));
+    let built = crate::image::build(&board, true)?;
+    let single = Launch { smp: Some(1), ..Launch::default() };
+    let counted = Launch { smp: Some(1), extra: vec!["-icount".into(), "shift=0".into()], ..Launch::default() };
+    let several = Launch { smp: Some(cpus), ..Launch::default() };
+    let single_output = shell_session(&board, &built, &single, &["bench mm 1"], timeout)?;
+    let counted_output = shell_session(&board, &built, &counted, &["bench mm 1"], timeout)?;
+    let command = format!("bench mm {cpus}");
+    let several_output = shell_session(&board, &built, &several, &[command.as_str()], timeout)?;
+    let (single_figures, counted_figures, several_figures) =
+        (parse_figures(&single_output), parse_figures(&counted_output), parse_figures(&several_output));
+    if single_figures.is_empty() || several_figures.is_empty() {
+        return Err(format!("{}: the kernel printed no memory figures; console:\n{}", board.board, several_output));
+    }
+    print!("{}", mm_table(&board.board, cpus, &single_figures, &counted_figures, &several_figures));
+    let buddyinfo = Regex::new(r"(?m)^buddyinfo \((\w+)\): (.*)$").unwrap();
+    println!("\n/proc/buddyinfo ({} CPUs run):", cpus);
+    for captures in buddyinfo.captures_iter(&several_output) {
+        println!("  {:<11} {}", &captures[1], &captures[2]);
+    }
+    println!("(release build; TCG; wall times depend on the host and its load; instructions from -icount shift=0)");
+    Ok(())
+}
+
+/// The table of `bench mm-kernel`, as Markdown.
+fn mm_table(board: &str, cpus: u32, single: &[Figure], counted: &[Figure], several: &[Figure]) -> String {
+    let value = |figures: &[Figure], name: &str| figures.iter().find(|figure| figure.name == name).map(|figure| figure.value);
+    let show = |value: Option<f64>| value.map_or("n/a".to_string(), |value| format!("{value:.0}"));
+    let mut text = format!(
+        "\n### {board}: memory, 1 CPU and {cpus} CPUs at once\n\n| workload | 1 CPU: ns/op (wall) | 1 CPU: instructions/op | 1 CPU: ops/s | {cpus} loops: slowest ns/op | {cpus} loops: ops/s per loop | {cpus} loops: ops/s total |\n|---|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for workload in ["page_order0", "kmalloc64", "mixed"] {
+        text += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            workload,
+            show(value(single, &format!("mm.single.{workload}.ns_per_op"))),
+            show(value(counted, &format!("mm.single.{workload}.ns_per_op"))),
+            show(value(single, &format!("mm.single.{workload}.ops_per_second"))),
+            show(value(several, &format!("mm.concurrent.{workload}.slowest_ns_per_op"))),
+            show(value(several, &format!("mm.concurrent.{workload}.ops_per_second_per_loop"))),
+            show(value(several, &format!("mm.concurrent.{workload}.ops_per_second_total"))),
+        );
+    }
+    text += &format!(
+        "\nCPUs the {} loops ran on: {}. Largest free order: {} before, {} with a random workload's blocks half freed, {} after freeing them.\n",
+        cpus,
+        show(value(several, "mm.concurrent.cpus_used")),
+        show(value(several, "mm.fragmentation.largest_free_order_before")),
+        show(value(several, "mm.fragmentation.largest_free_order_fragmented")),
+        show(value(several, "mm.fragmentation.largest_free_order_after")),
+    );
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +288,16 @@ mod tests {
         let table = sched_table("qemu-virt", &wall, &counted);
         assert!(table.contains("| `latency.yield_switch` | 9.20 us | 928 | 5.8 us (sched_yield switch) |"), "{table}");
         assert!(table.contains("| basic_processing | 100 | 1.000 | 1000 | 1.000 |"), "{table}");
+    }
+
+    #[test]
+    fn the_memory_table_reads_each_run() {
+        let output = "mm.single.kmalloc64.ns_per_op 120 ns\nmm.concurrent.kmalloc64.slowest_ns_per_op 130 ns\n\
+                      mm.concurrent.kmalloc64.ops_per_second_per_loop 7000000 ops\nmm.concurrent.cpus_used 4 count\n";
+        let figures = parse_figures(output);
+        let counted = parse_figures("mm.single.kmalloc64.ns_per_op 90 ns\n");
+        let table = mm_table("qemu-virt", 4, &figures, &counted, &figures);
+        assert!(table.contains("| kmalloc64 | 120 | 90 | n/a | 130 | 7000000 | n/a |"), "{table}");
+        assert!(table.contains("ran on: 4."), "{table}");
     }
 }

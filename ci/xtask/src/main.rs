@@ -27,6 +27,8 @@ verbs:
   bench mm                              host allocator benchmarks (criterion)
   bench sched [--board B] [--timeout S] the kernel's latency and Thread-Metric benchmarks per board,
                                         wall time and instruction counts (-icount shift=0)
+  bench mm-kernel [--board B] [--smp N] the kernel's memory benchmarks: 1 CPU (wall, instructions)
+                                        and N CPUs at once (default 4), fragmentation
   boards                                list the boards
 
 The default board is qemu-virt.";
