@@ -204,7 +204,9 @@ pub fn run_concurrently(workload: Workload, loops: usize, iterations: u64) -> Re
                 // The loops already started wait at the barrier for ever; count them in.
                 arrived.fetch_add(loops - index, Ordering::AcqRel);
                 let _ = sched::set_params(&spawner, saved);
-                handles.into_iter().for_each(|handle| drop(handle.join()));
+                handles.into_iter().for_each(|handle| {
+                    let _ = handle.join();
+                });
                 return Err(error);
             }
         }
@@ -229,14 +231,19 @@ pub fn largest_free_order() -> Option<usize> {
     super::ZoneType::ALL.iter().filter_map(|&zone| buddy.free_blocks(zone).iter().rposition(|&count| count > 0)).max()
 }
 
-/// Allocates `count` blocks of random orders 0..=3, frees a random half of them, and
-/// calls `report` (with the other half still allocated); then frees the rest.
-pub fn fragment(count: usize, seed: u64, report: impl FnOnce()) -> Result<(), BenchError> {
+/// Allocates blocks of random orders 0..=3 until `percent` % of the free pages are taken
+/// (at most `count` blocks), frees a random half of them, and calls `report` (with the
+/// other half still allocated); then frees the rest.
+pub fn fragment(count: usize, percent: usize, seed: u64, report: impl FnOnce()) -> Result<(), BenchError> {
     let mut random = Random::new(seed);
-    let mut blocks = Vec::with_capacity(count);
+    let free = MEMORY.buddy().map_or(0, |buddy| buddy.free_page_count());
+    let target = free / 100 * percent.min(90);
+    let mut blocks = Vec::new();
+    let mut taken = 0usize;
     let mut outcome = Ok(());
-    for _ in 0..count {
+    while blocks.len() < count && taken < target {
         let order = random.below(4) as u32;
+        taken += 1 << order;
         match MEMORY.alloc_pages(order, AllocFlags::NONE) {
             Ok(address) => blocks.push(Some((address, order))),
             Err(_) => {
@@ -304,7 +311,7 @@ pub fn report(cpus: usize, out: &mut dyn Write) -> Result<(), BenchError> {
     line(out, format_args!("mm.concurrent.loops {} count", cpus));
     line(out, format_args!("mm.concurrent.cpus_used {} count", used.count_ones()));
     line(out, format_args!("mm.fragmentation.largest_free_order_before {} order", largest_free_order().unwrap_or(0)));
-    fragment(4096, 7, || {
+    fragment(1 << 20, 75, 7, || {
         line(out, format_args!("mm.fragmentation.largest_free_order_fragmented {} order", largest_free_order().unwrap_or(0)));
         let _ = out.write_str("buddyinfo (fragmented): ");
         let _ = crate::mm::vmstat::show_buddyinfo(out);
@@ -330,7 +337,7 @@ crate::ktest!(
         let results = run_concurrently(Workload::Kmalloc64, 2, 100);
         crate::kassert!(results.as_ref().is_ok_and(|results| results.len() == 2), "concurrent run: {:?}", results);
         let mut reported = None;
-        let fragmented = fragment(256, 5, || reported = largest_free_order());
+        let fragmented = fragment(256, 50, 5, || reported = largest_free_order());
         crate::kassert!(fragmented.is_ok(), "fragmentation pass: {:?}", fragmented);
         crate::kassert!(reported.is_some(), "nothing free while fragmented");
         let free_after = buddy.free_page_count() + buddy.per_cpu_page_count();
