@@ -163,7 +163,7 @@ fn sched(options: &crate::Options) -> Result<(), String> {
 fn sched_table(board: &str, wall: &[Figure], counted: &[Figure]) -> String {
     let find = |figures: &[Figure], name: &str| figures.iter().find(|figure| figure.name == name).cloned();
     let mut text =
-        format!("\n### {board}\n\n| latency | wall (TCG) | instructions (-icount shift=0) | Linux, same QEMU |\n|---|---:|---:|---|\n");
+        format!("\n### {board}\n\n| latency | wall (TCG) | instructions (-icount shift=0) | Linux 6.1, QEMU virt cortex-a72 TCG |\n|---|---:|---:|---|\n");
     for name in unavailable(wall).iter().filter(|name| name.starts_with("latency.")) {
         text += &format!("| `{name}` | n/a | n/a | |\n");
     }
