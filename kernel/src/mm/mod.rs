@@ -10,6 +10,7 @@
 //! [`paging`] holds the page-table walker, the descriptor formats and the kernel's `Mmu`.
 
 pub mod buddy;
+pub mod dma;
 pub mod kmalloc;
 pub mod page;
 pub mod paging;

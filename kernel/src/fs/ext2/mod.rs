@@ -19,7 +19,7 @@ use super::page_cache::PageCache;
 use super::vfs::{
     Clock, DirectoryEntry, Errno, FileSystem, FileSystemStatistics, FileType, InodeNumber, Metadata, MetadataChanges, Result,
 };
-use crate::sync::SpinLock;
+use crate::sync::Mutex;
 
 /// Why a mount was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +184,8 @@ struct State {
 
 /// A mounted ext2 file system.
 pub struct Ext2 {
-    state: SpinLock<State>,
+    /// A sleeping lock: block reads and writes under it may wait for the disk.
+    state: Mutex<State>,
     read_only: bool,
     read_only_reason: Option<String>,
 }
@@ -938,7 +939,7 @@ impl Ext2 {
         if root.kind() != Some(FileType::Directory) {
             return Err(refuse(Errno::EUCLEAN, "the root inode is not a directory".to_string()));
         }
-        let ext2 = Arc::new(Ext2 { state: SpinLock::new(state), read_only, read_only_reason });
+        let ext2 = Arc::new(Ext2 { state: Mutex::new(state), read_only, read_only_reason });
         if !read_only {
             let mut state = ext2.state.lock();
             let now = state.now();
