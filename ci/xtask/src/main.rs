@@ -3,6 +3,7 @@
 mod bench;
 mod boards;
 mod image;
+mod interop;
 mod qemu;
 mod setup;
 mod symbols;

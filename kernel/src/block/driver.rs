@@ -183,6 +183,13 @@ impl BlockDevice for DriverDisk {
 /// The disks with an interrupt, by interrupt number, for the shared handler.
 static INTERRUPT_DISKS: IrqSpinLock<Vec<(u32, Arc<DriverDisk>)>> = IrqSpinLock::new(Vec::new());
 static NEXT_DISK: AtomicU32 = AtomicU32::new(0);
+/// Every disk added, for statistics.
+static DISKS: crate::sync::SpinLock<Vec<Arc<DriverDisk>>> = crate::sync::SpinLock::new(Vec::new());
+
+/// The driver-backed disk named `name` (`vda`), for its interrupt and wait counts.
+pub fn find_driver_disk(name: &str) -> Option<Arc<DriverDisk>> {
+    DISKS.lock().iter().find(|disk| disk.name == name).cloned()
+}
 
 fn disk_interrupt(irq: u32) {
     let disk = INTERRUPT_DISKS.lock().iter().find(|(number, _)| *number == irq).map(|(_, disk)| disk.clone());
@@ -229,6 +236,7 @@ pub fn add_virtio_disk(driver: Box<dyn BlockDriver>, irq: Option<(u32, Trigger)>
             }
         }
     }
+    DISKS.lock().push(disk.clone());
     let as_device: Arc<dyn BlockDevice> = disk.clone();
     let queued = add_disk(as_device, VIRTIO_BLOCK_MAJOR, index * MINORS_PER_DISK, SchedulerKind::Deadline)?;
     log::info!(

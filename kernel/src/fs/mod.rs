@@ -2,6 +2,7 @@
 
 pub mod commands;
 pub mod ext2;
+pub mod interop;
 mod ktests;
 pub mod page_cache;
 pub mod procfs;

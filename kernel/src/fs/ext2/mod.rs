@@ -1438,7 +1438,9 @@ impl FileSystem for Ext2 {
         let directory = inode.kind() == Some(FileType::Directory);
         state.truncate_blocks(&mut inode, 0)?;
         inode.set_size(0);
-        let now = state.now();
+        // A zero dtime means "not deleted" to e2fsck; without a real-time clock the first
+        // second after boot is time 0, so a deletion then is stamped 1.
+        let now = state.now().max(1);
         inode.touch(inode::DELETION_TIME, now);
         state.write_inode(&inode)?;
         state.free_inode(number, directory)?;
