@@ -1438,9 +1438,10 @@ impl FileSystem for Ext2 {
         let directory = inode.kind() == Some(FileType::Directory);
         state.truncate_blocks(&mut inode, 0)?;
         inode.set_size(0);
-        // A zero dtime means "not deleted" to e2fsck; without a real-time clock the first
-        // second after boot is time 0, so a deletion then is stamped 1.
-        let now = state.now().max(1);
+        // e2fsck reads a zero dtime as "not deleted" and one below the inode count as a link
+        // in ext3's orphan list; without a real-time clock the time is seconds since boot,
+        // so a deletion is stamped no earlier than the inode count.
+        let now = state.now().max(i64::from(state.geometry.inodes_count));
         inode.touch(inode::DELETION_TIME, now);
         state.write_inode(&inode)?;
         state.free_inode(number, directory)?;
