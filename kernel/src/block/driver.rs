@@ -191,9 +191,12 @@ pub fn find_driver_disk(name: &str) -> Option<Arc<DriverDisk>> {
     DISKS.lock().iter().find(|disk| disk.name == name).cloned()
 }
 
+/// The handler of every disk interrupt: PCI INTx lines are shared, so each disk on the line
+/// acknowledges its own device (a level-triggered line left asserted would storm).
 fn disk_interrupt(irq: u32) {
-    let disk = INTERRUPT_DISKS.lock().iter().find(|(number, _)| *number == irq).map(|(_, disk)| disk.clone());
-    if let Some(disk) = disk {
+    let disks: Vec<Arc<DriverDisk>> =
+        INTERRUPT_DISKS.lock().iter().filter(|(number, _)| *number == irq).map(|(_, disk)| disk.clone()).collect();
+    for disk in disks {
         disk.handle_interrupt();
     }
 }
@@ -218,17 +221,24 @@ pub struct AddedDisk {
 
 /// Registers a virtio disk: the next name (`vda`, `vdb`, ...), its interrupt `irq` (with
 /// `trigger`) as `virtioN` in `/proc/interrupts` (`N` is `transport_index`, the transport's
-/// number on its bus), a deadline-scheduled request queue, and its partitions.
+/// number on its bus; a line shared with an earlier disk keeps that disk's name), a
+/// deadline-scheduled request queue, and its partitions.
 /// Without an interrupt (or when it cannot be requested) requests are polled.
 pub fn add_virtio_disk(driver: Box<dyn BlockDriver>, irq: Option<(u32, Trigger)>, transport_index: u32) -> Result<AddedDisk> {
     let index = NEXT_DISK.fetch_add(1, Ordering::Relaxed);
     let name = virtio_disk_name(index);
     let disk = Arc::new(DriverDisk::new(&name, driver));
     if let Some((number, trigger)) = irq {
-        INTERRUPT_DISKS.lock().push((number, disk.clone()));
+        let shared = {
+            let mut disks = INTERRUPT_DISKS.lock();
+            let shared = disks.iter().any(|(other, _)| *other == number);
+            disks.push((number, disk.clone()));
+            shared
+        };
         // The name lives as long as the interrupt, which is never freed.
         let irq_name: &'static str = Box::leak(format!("virtio{}", transport_index).into_boxed_str());
-        match crate::irq::request_irq(number, irq_name, disk_interrupt, trigger) {
+        let requested = if shared { Ok(()) } else { crate::irq::request_irq(number, irq_name, disk_interrupt, trigger) };
+        match requested {
             Ok(()) => disk.interrupt_driven.store(true, Ordering::Release),
             Err(error) => {
                 log::warn!("{}: cannot request IRQ {} ({:?}), requests are polled", name, number, error);

@@ -120,7 +120,7 @@ pub fn mount_boot_disk() {
             reasons.push(alloc::format!("{}: {}", name, reason));
             continue;
         }
-        match mount("ext2", name, BOOT_DISK_MOUNTPOINT, false) {
+        match mount("ext2", &alloc::format!("/dev/{}", name), BOOT_DISK_MOUNTPOINT, false) {
             Ok(()) => {
                 log::info!("EXT2-fs ({}): mounted on {} read-write", name, BOOT_DISK_MOUNTPOINT);
                 return;
