@@ -12,11 +12,12 @@ pub fn run(options: &crate::Options) -> Result<(), String> {
     match options.positional.first().map(String::as_str).unwrap_or("boot") {
         "boot" => boot(options),
         "mm" => host_bench("mm"),
+        "disk" => crate::bench_disk::run(options),
         "all" => {
             boot(options)?;
             host_bench("mm")
         }
-        other => Err(format!("unknown benchmark '{other}' (boot, mm, all)")),
+        other => Err(format!("unknown benchmark '{other}' (boot, mm, disk, all)")),
     }
 }
 

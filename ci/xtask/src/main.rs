@@ -1,6 +1,7 @@
 //! `cargo xtask`: the one entry point for building, running, testing and benchmarking Hinoki.
 
 mod bench;
+mod bench_disk;
 mod boards;
 mod image;
 mod interop;
@@ -28,6 +29,8 @@ verbs:
   image --board B --out DIR [--release] write the files for a board's boot medium (SD card for the Pis)
   bench [boot] [--board B] [--runs N]   boot-time benchmark (guest entry-to-prompt, QEMU start-to-prompt)
   bench mm                              host allocator benchmarks (criterion)
+  bench disk [--board B] [--runs N]     ext2 over virtio-blk under QEMU: sequential MiB/s and
+                                        metadata ops/s, cold and warm cache
   boards                                list the boards
 
 The default board is qemu-virt.";
