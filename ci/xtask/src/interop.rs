@@ -20,6 +20,8 @@ pub enum Contents {
     Empty,
     /// The generated test tree and its `MANIFEST` (`mke2fs -d`).
     InteropTree,
+    /// No file system: zeros (no `mke2fs`).
+    Zeros,
 }
 
 /// A host check run on the image after QEMU exits.
@@ -163,6 +165,10 @@ pub fn make_image(spec: &DiskSpec, image: &Path) -> Result<(), String> {
         io(std::fs::create_dir_all(parent), parent)?;
     }
     let _ = std::fs::remove_file(image);
+    if spec.contents == Contents::Zeros {
+        let file = io(std::fs::File::create(image), image)?;
+        return io(file.set_len(spec.size_mib << 20), image);
+    }
     let mut command = Command::new("mke2fs");
     command.args(["-q", "-F", "-t", "ext2", "-b", &spec.block_size.to_string()]);
     if spec.contents == Contents::InteropTree {

@@ -17,7 +17,7 @@ pub enum BlockError {
     OutOfRange,
     /// A write to a read-only device (`EROFS`).
     ReadOnly,
-    /// The device does not support the request (`EOPNOTSUPP`).
+    /// The device does not support the request (the kernel reports `EINVAL`).
     Unsupported,
     /// [`BlockDriver::start`] while a request is in flight, or [`BlockDriver::finish`]
     /// without one (`EBUSY`): a bug in the caller.

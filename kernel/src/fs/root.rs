@@ -104,7 +104,7 @@ fn ext2_magic(name: &str) -> core::result::Result<(), alloc::string::String> {
 pub const BOOT_DISK_MOUNTPOINT: &str = "/mnt";
 
 /// Mounts the ext2 file system of the first disk, `vda` (or its first partition `vda1`),
-/// on [`BOOT_DISK_MOUNTPOINT`], read-write. Without a disk nothing happens; a disk without
+/// on [`BOOT_DISK_MOUNTPOINT`], read-write unless ext2 forces read-only (it logs why). Without a disk nothing happens; a disk without
 /// ext2, or one the ext2 driver refuses, is logged and left unmounted.
 pub fn mount_boot_disk() {
     if crate::block::find("vda").is_none() {
@@ -122,7 +122,7 @@ pub fn mount_boot_disk() {
         }
         match mount("ext2", &alloc::format!("/dev/{}", name), BOOT_DISK_MOUNTPOINT, false) {
             Ok(()) => {
-                log::info!("EXT2-fs ({}): mounted on {} read-write", name, BOOT_DISK_MOUNTPOINT);
+                log::info!("EXT2-fs ({}): mounted on {}", name, BOOT_DISK_MOUNTPOINT);
                 return;
             }
             Err(error) => {
