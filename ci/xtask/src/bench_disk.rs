@@ -28,7 +28,13 @@ pub fn run(options: &crate::Options) -> Result<(), String> {
     let line = Regex::new(r"fsbench: (.+): ([0-9.]+) (MiB/s|ops/s)").unwrap();
     let prompt = Regex::new("hinoki# ").unwrap();
     let done = Regex::new("fsbench: (done|failed.*)").unwrap();
-    let spec = DiskSpec { size_mib: IMAGE_MIB, block_size: BLOCK_SIZE, contents: Contents::Empty, checks: vec![Check::E2fsck] };
+    let spec = DiskSpec {
+        size_mib: IMAGE_MIB,
+        block_size: BLOCK_SIZE,
+        contents: Contents::Empty,
+        checks: vec![Check::E2fsck],
+        fail_reads_at_sector: None,
+    };
     println!(
         "ext2 ({} KiB blocks, {} MiB image) over virtio-blk, release kernel, TCG, median of {} runs",
         BLOCK_SIZE / 1024,

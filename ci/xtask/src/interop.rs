@@ -47,6 +47,26 @@ pub struct DiskSpec {
     /// Checks after QEMU exits.
     #[serde(default)]
     pub checks: Vec<Check>,
+    /// Reads touching this 512-byte sector fail with EIO (QEMU's blkdebug driver).
+    #[serde(default)]
+    pub fail_reads_at_sector: Option<u64>,
+}
+
+/// Rewrites the `-drive` argument of `image` in `arguments` to inject the spec's read
+/// errors through QEMU's blkdebug driver (its rules in a file beside the image).
+pub fn inject_errors(spec: &DiskSpec, image: &Path, arguments: &mut [String]) -> Result<(), String> {
+    let Some(sector) = spec.fail_reads_at_sector else { return Ok(()) };
+    let rules = image.with_extension("blkdebug");
+    io(std::fs::write(&rules, format!("[inject-error]\nevent = \"read_aio\"\nerrno = \"5\"\nsector = \"{sector}\"\n")), &rules)?;
+    let path = io(image.canonicalize(), image)?;
+    let drive = arguments
+        .iter_mut()
+        .find(|argument| argument.starts_with(&format!("file={},", path.display())))
+        .ok_or("no -drive argument for the image")?;
+    let id = drive.rsplit(",id=").next().unwrap_or("disk0").to_string();
+    *drive =
+        format!("if=none,id={id},format=raw,file.driver=blkdebug,file.config={},file.image.filename={}", rules.display(), path.display());
+    Ok(())
 }
 
 /// Prefix of the kernel's expectation lines.
@@ -305,7 +325,13 @@ mod tests {
         }
         let directory = std::env::temp_dir().join(format!("hinoki-interop-{}", std::process::id()));
         let image = directory.join("test.img");
-        let spec = DiskSpec { size_mib: 16, block_size: 1024, contents: Contents::InteropTree, checks: vec![Check::E2fsck] };
+        let spec = DiskSpec {
+            size_mib: 16,
+            block_size: 1024,
+            contents: Contents::InteropTree,
+            checks: vec![Check::E2fsck],
+            fail_reads_at_sector: None,
+        };
         make_image(&spec, &image).unwrap();
         let manifest = std::fs::read_to_string(tree_directory(&image).join("MANIFEST")).unwrap();
         assert!(manifest.starts_with("dir\t/\tMANIFEST,big.bin,docs,hello.txt,link,lost+found,nested,small,sparse.bin\n"), "{manifest}");

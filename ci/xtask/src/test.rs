@@ -160,7 +160,12 @@ fn run_suite(
         },
         None => vec![],
     };
-    let extra = match crate::qemu::disk_arguments(board, &disks) {
+    let extra = match crate::qemu::disk_arguments(board, &disks).and_then(|mut extra| {
+        if let Some(spec) = &suite.disk {
+            crate::interop::inject_errors(spec, &image, &mut extra)?;
+        }
+        Ok(extra)
+    }) {
         Ok(extra) => extra,
         Err(error) => {
             outcome.reason = Some(error);

@@ -105,6 +105,12 @@ impl DriverDisk {
 
     /// Runs one request to completion: start, wait (sleeping or polling), finish.
     fn run(&self, request: BlockRequest<'_>, read_into: &mut [u8]) -> Result<()> {
+        let sectors_per_block = (self.block_size / 512) as u64;
+        let (operation, sector) = match &request {
+            BlockRequest::Read { first_block, .. } => ("READ", first_block * sectors_per_block),
+            BlockRequest::Write { first_block, .. } => ("WRITE", first_block * sectors_per_block),
+            BlockRequest::Flush => ("FLUSH", 0),
+        };
         let _serialized = self.request_lock.lock();
         self.driver.lock().start(request).map_err(errno_from)?;
         if self.may_sleep() {
@@ -116,7 +122,7 @@ impl DriverDisk {
             }
         }
         self.driver.lock().finish(read_into).map_err(|error| {
-            log::error!("{}: I/O error ({:?})", self.name, error);
+            log::error!("I/O error, dev {}, sector {} op {} ({:?})", self.name, sector, operation, error);
             errno_from(error)
         })
     }
