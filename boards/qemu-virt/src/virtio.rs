@@ -1,7 +1,5 @@
 //! The qemu-virt board's virtio-mmio disks: probes every slot the DTB lists and hands the block devices to the kernel's block layer with their interrupts.
 
-use alloc::boxed::Box;
-
 use hinoki_interface::Trigger;
 use hinoki_kernel::mm::dma::KernelDma;
 use virtio_blk::probe::{probe_mmio, MmioSlot};
@@ -26,7 +24,7 @@ pub fn probe(devices: &Devices) {
             MmioSlot::Block(device) => {
                 // QEMU drives the line as a level (set while the interrupt status is non-zero).
                 let irq = Some((FIRST_SPI + slot.interrupt, Trigger::LevelHigh));
-                if let Err(error) = hinoki_kernel::block::add_virtio_disk(Box::new(device), irq, present) {
+                if let Err(error) = hinoki_kernel::block::add_virtio_disk(device, irq, present) {
                     log::warn!("virtio-mmio {:#x}: cannot register the disk: {}", slot.base, error);
                 }
             }

@@ -68,8 +68,8 @@ struct Suite {
 
 impl Suite {
     fn applies_to(&self, config: &Config) -> bool {
-        self.boards.as_ref().is_none_or(|boards| boards.iter().any(|b| *b == config.board))
-            && self.configs.as_ref().is_none_or(|configs| configs.iter().any(|c| *c == config.name))
+        self.boards.as_ref().is_none_or(|boards| boards.contains(&config.board))
+            && self.configs.as_ref().is_none_or(|configs| configs.contains(&config.name))
     }
 }
 

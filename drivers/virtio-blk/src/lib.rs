@@ -91,7 +91,7 @@ impl<D: DmaMemory, T: Transport> VirtioBlock<D, T> {
     }
 
     fn check(&self, first_block: u64, length: usize) -> Result<(), BlockError> {
-        if length == 0 || length % SECTOR_SIZE != 0 || length > MAX_TRANSFER {
+        if length == 0 || !length.is_multiple_of(SECTOR_SIZE) || length > MAX_TRANSFER {
             return Err(BlockError::OutOfRange);
         }
         match first_block.checked_add((length / SECTOR_SIZE) as u64) {

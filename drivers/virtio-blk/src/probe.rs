@@ -18,7 +18,7 @@ pub enum MmioSlot<D: DmaMemory> {
     /// A virtio device of another type.
     Other(DeviceType),
     /// A block device, ready.
-    Block(VirtioBlock<D, MmioTransport<'static>>),
+    Block(alloc::boxed::Box<VirtioBlock<D, MmioTransport<'static>>>),
     /// A block device that failed to initialize.
     Failed(ProbeError),
 }
@@ -39,7 +39,7 @@ pub unsafe fn probe_mmio<D: DmaMemory>(base: u64, size: usize) -> MmioSlot<D> {
     };
     match transport.device_type() {
         DeviceType::Block => match VirtioBlock::new(transport) {
-            Ok(device) => MmioSlot::Block(device),
+            Ok(device) => MmioSlot::Block(alloc::boxed::Box::new(device)),
             Err(error) => MmioSlot::Failed(error),
         },
         other => MmioSlot::Other(other),

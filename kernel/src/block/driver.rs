@@ -128,7 +128,7 @@ impl DriverDisk {
     }
 
     fn check_range(&self, first_block: u64, length: usize) -> Result<()> {
-        if length % self.block_size != 0 {
+        if !length.is_multiple_of(self.block_size) {
             return Err(Errno::EINVAL);
         }
         let blocks = (length / self.block_size) as u64;
