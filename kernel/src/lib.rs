@@ -138,7 +138,15 @@ pub fn kernel_main(platform: &'static dyn Platform) -> ! {
 
     let mode = boot_mode(platform.command_line());
     let name = if matches!(mode, BootMode::Test(_)) { "ktest" } else { "shell" };
-    sched::run_as_thread(name, move || match mode {
+    sched::run_as_thread(name, move || {
+        platform.init_devices();
+        fs::root::mount_boot_disk();
+        run_mode(platform, mode)
+    })
+}
+
+fn run_mode(platform: &'static dyn Platform, mode: BootMode<'_>) -> usize {
+    match mode {
         BootMode::Test(filter) => {
             let status = ktest::run(filter);
             platform.console().flush();
@@ -153,7 +161,7 @@ pub fn kernel_main(platform: &'static dyn Platform) -> ! {
             );
             shell::run()
         }
-    })
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use core::ptr::NonNull;
 use acpi::address::{AddressSpace, GenericAddress};
 use acpi::fadt::Fadt;
 use acpi::madt::{Madt, MadtEntry};
+use acpi::mcfg::Mcfg;
 use acpi::{AcpiError, AcpiHandler, AcpiTables, HpetInfo, PhysicalMapping};
 
 /// How many entries of each MADT kind are kept for logging.
@@ -127,6 +128,9 @@ pub struct AcpiSummary {
     pub pm1a_control: Option<Register>,
     /// FADT reset register and the value to write.
     pub reset: Option<(Register, u8)>,
+    /// PCI Express configuration space (ECAM) of segment 0, bus 0, from the MCFG (q35;
+    /// the i440fx has none and is reached through ports 0xCF8/0xCFC).
+    pub pci_ecam: Option<u64>,
 }
 
 /// Finds the tables from `rsdp` (or by scanning the BIOS areas) and extracts the summary.
@@ -152,6 +156,7 @@ pub unsafe fn read(rsdp: Option<usize>) -> Result<AcpiSummary, AcpiError> {
         hpet: None,
         pm1a_control: None,
         reset: None,
+        pci_ecam: None,
     };
     for entry in madt.get().entries() {
         match entry {
@@ -179,6 +184,14 @@ pub unsafe fn read(rsdp: Option<usize>) -> Result<AcpiSummary, AcpiError> {
         }
     }
     summary.hpet = HpetInfo::new(&tables).ok().map(|hpet| hpet.base_address);
+    if let Ok(mcfg) = tables.find_table::<Mcfg>() {
+        summary.pci_ecam = mcfg
+            .get()
+            .entries()
+            .iter()
+            .find(|entry| entry.pci_segment_group == 0 && entry.bus_number_start == 0)
+            .map(|entry| entry.base_address);
+    }
     if let Ok(fadt) = tables.find_table::<Fadt>() {
         summary.pm1a_control = fadt.pm1a_control_block().ok().and_then(Register::from_generic);
         if { fadt.flags }.supports_system_reset_via_fadt() {
@@ -217,4 +230,8 @@ pub fn log_summary(summary: &AcpiSummary) {
         None => log::info!("ACPI: no HPET"),
     }
     log::info!("ACPI: PM1a control {:?}, reset register {:?}", summary.pm1a_control, summary.reset);
+    match summary.pci_ecam {
+        Some(base) => log::info!("ACPI: MCFG: PCI ECAM for bus 0 at {:#x}", base),
+        None => log::info!("ACPI: no MCFG, PCI configuration through ports 0xcf8/0xcfc"),
+    }
 }

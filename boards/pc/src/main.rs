@@ -1,6 +1,8 @@
-//! The pc board: PVH or multiboot2 boot information, ACPI discovery, COM1, the TSC and HPET clocks, the APICs and SMP bring-up, ACPI power control, then the kernel.
+//! The pc board: PVH or multiboot2 boot information, ACPI discovery, COM1, the TSC and HPET clocks, the APICs and SMP bring-up, ACPI power control, virtio-blk disks on PCI, then the kernel.
 #![no_std]
 #![no_main]
+
+extern crate alloc;
 
 mod acpi_tables;
 mod boot_information;
@@ -9,6 +11,7 @@ mod interrupt_checks;
 mod interrupts;
 #[allow(dead_code)]
 mod memory_map;
+mod pci;
 mod smp;
 
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -136,6 +139,10 @@ impl Platform for Pc {
 
     fn context_switch(&self) -> Option<&ContextSwitch> {
         Some(&hinoki_arch_x86_64::context::CONTEXT_SWITCH)
+    }
+
+    fn init_devices(&self) {
+        pci::probe(self.acpi());
     }
 
     fn command_line(&self) -> &str {

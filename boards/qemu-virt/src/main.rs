@@ -1,12 +1,15 @@
-//! The qemu-virt board: finds its devices in the DTB, wires the PL011, generic timer and PSCI, and starts the kernel.
+//! The qemu-virt board: finds its devices in the DTB, wires the PL011, generic timer, PSCI and virtio-mmio disks, and starts the kernel.
 #![no_std]
 #![no_main]
+
+extern crate alloc;
 
 mod devicetree;
 mod interrupts;
 #[allow(dead_code)]
 mod memory_map;
 mod smp;
+mod virtio;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -91,6 +94,10 @@ impl Platform for QemuVirt {
             }
             Err(error) => log::error!("qemu-virt: cannot build the kernel page tables, MMU stays off: {:?}", error),
         }
+    }
+
+    fn init_devices(&self) {
+        virtio::probe(&self.devices);
     }
 
     fn command_line(&self) -> &str {

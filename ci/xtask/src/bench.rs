@@ -14,11 +14,12 @@ pub fn run(options: &crate::Options) -> Result<(), String> {
         "mm" => host_bench("mm"),
         "sched" => sched(options),
         "mm-kernel" => mm_kernel(options),
+        "disk" => crate::bench_disk::run(options),
         "all" => {
             boot(options)?;
             host_bench("mm")
         }
-        other => Err(format!("unknown benchmark '{other}' (boot, mm, sched, mm-kernel, all)")),
+        other => Err(format!("unknown benchmark '{other}' (boot, mm, sched, mm-kernel, disk, all)")),
     }
 }
 

@@ -1,8 +1,10 @@
 //! `cargo xtask`: the one entry point for building, running, testing and benchmarking Hinoki.
 
 mod bench;
+mod bench_disk;
 mod boards;
 mod image;
+mod interop;
 mod qemu;
 mod setup;
 mod symbols;
@@ -16,10 +18,12 @@ usage: cargo xtask <verb> [options]
 
 verbs:
   build [--board B] [--release]         build a board's kernel and image
-  run [--board B] [--smp N] [--gdb] [--release] [--append ARGS] [--machine M] [--defmt] [--icount]
+  run [--board B] [--smp N] [--gdb] [--release] [--append ARGS] [--machine M] [--defmt] [--icount] [--disk IMAGE]...
                                         boot a board in QEMU with the console on this terminal
                                         (--defmt: logs as defmt frames, decoded by defmt-print;
-                                        --icount: single-threaded TCG, -icount shift=0)
+                                        --icount: single-threaded TCG, -icount shift=0;
+                                        --disk: attach a raw image as virtio-blk, vda first; an
+                                        ext2 file system on vda or vda1 is mounted on /mnt)
   test [--board B] [--config C] [--suite PREFIX] [--no-host] [--timeout SECONDS]
                                         host tests, then the board x suite matrix under QEMU
   image --board B --out DIR [--release] write the files for a board's boot medium (SD card for the Pis)
@@ -29,6 +33,8 @@ verbs:
                                         wall time and instruction counts (-icount shift=0)
   bench mm-kernel [--board B] [--smp N] the kernel's memory benchmarks: 1 CPU (wall, instructions)
                                         and N CPUs at once (default 4), fragmentation
+  bench disk [--board B] [--runs N]     ext2 over virtio-blk under QEMU: sequential MiB/s and
+                                        metadata ops/s, cold and warm cache
   boards                                list the boards
 
 The default board is qemu-virt.";
@@ -64,6 +70,8 @@ pub struct Options {
     pub machine: Option<String>,
     pub timeout: Option<u64>,
     pub runs: Option<usize>,
+    /// Disk images to attach as virtio-blk (`--disk`, repeatable).
+    pub disks: Vec<PathBuf>,
     pub positional: Vec<String>,
 }
 
@@ -88,6 +96,7 @@ fn parse_options(arguments: &[String]) -> Result<Options, String> {
                 }
                 options.smp = Some(count);
             }
+            "--disk" => options.disks.push(PathBuf::from(value("--disk")?)),
             "--out" => options.out = Some(PathBuf::from(value("--out")?)),
             "--append" => options.append = Some(value("--append")?),
             "--machine" => options.machine = Some(value("--machine")?),

@@ -57,6 +57,31 @@ pub fn command(board: &Board, built: &Built, launch: &Launch) -> Result<Command,
     Ok(command)
 }
 
+/// QEMU arguments attaching each image in `disks` as a virtio-blk device: virtio-mmio on
+/// the aarch64 `virt` board, virtio-pci on the PC. The first image becomes `vda`.
+pub fn disk_arguments(board: &Board, disks: &[std::path::PathBuf]) -> Result<Vec<String>, String> {
+    if disks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let device = match board.board.as_str() {
+        "qemu-virt" => "virtio-blk-device",
+        "pc" => "virtio-blk-pci",
+        other => return Err(format!("--disk: {other} has no virtio-blk transport (qemu-virt and pc have)")),
+    };
+    let mut arguments = Vec::new();
+    for (index, disk) in disks.iter().enumerate() {
+        if !disk.is_file() {
+            return Err(format!("--disk: {} is not a file", disk.display()));
+        }
+        let path = disk.canonicalize().map_err(|e| format!("--disk {}: {e}", disk.display()))?;
+        arguments.push("-drive".to_string());
+        arguments.push(format!("file={},format=raw,if=none,id=disk{index}", path.display()));
+        arguments.push("-device".to_string());
+        arguments.push(format!("{device},drive=disk{index}"));
+    }
+    Ok(arguments)
+}
+
 /// Shell-quoted text of a command, for printing.
 pub fn describe(command: &Command) -> String {
     let mut parts = vec![command.get_program().to_string_lossy().to_string()];
@@ -77,7 +102,8 @@ pub fn run_interactive(options: &crate::Options) -> Result<(), String> {
     let built = crate::image::build_with(&board, options.release, options.defmt)?;
     // Deterministic timing: guest time advances one nanosecond per instruction, which
     // multi-threaded TCG cannot do.
-    let extra = if options.icount { ["-accel", "tcg,thread=single", "-icount", "shift=0"].map(String::from).to_vec() } else { vec![] };
+    let mut extra = if options.icount { ["-accel", "tcg,thread=single", "-icount", "shift=0"].map(String::from).to_vec() } else { vec![] };
+    extra.extend(disk_arguments(&board, &options.disks)?);
     let launch = Launch { machine: options.machine.clone(), smp: options.smp, append: options.append.clone(), gdb: options.gdb, extra };
     let command = command(&board, &built, &launch)?;
     // mon:stdio multiplexes the QEMU monitor on the terminal: Ctrl-A X quits, Ctrl-A C toggles.

@@ -57,11 +57,19 @@ struct Suite {
     /// Build with the `defmt` feature and decode the console with defmt-print.
     #[serde(default)]
     defmt: bool,
+    /// Matrix configurations the suite runs on (all when absent).
+    #[serde(default)]
+    configs: Option<Vec<String>>,
+    /// An ext2 image made with mke2fs before the boot, attached as `vda`, and checked
+    /// after QEMU exits.
+    #[serde(default)]
+    disk: Option<crate::interop::DiskSpec>,
 }
 
 impl Suite {
-    fn applies_to(&self, board: &str) -> bool {
-        self.boards.as_ref().is_none_or(|boards| boards.iter().any(|b| b == board))
+    fn applies_to(&self, config: &Config) -> bool {
+        self.boards.as_ref().is_none_or(|boards| boards.contains(&config.board))
+            && self.configs.as_ref().is_none_or(|configs| configs.contains(&config.name))
     }
 }
 
@@ -129,13 +137,6 @@ fn run_suite(
     symbolizer: Option<&Symbolizer>,
     default_timeout: u64,
 ) -> Outcome {
-    let launch = Launch {
-        machine: config.machine.clone(),
-        smp: config.smp,
-        append: Some(template(&suite.append, board)),
-        gdb: false,
-        extra: vec![],
-    };
     let mut outcome = Outcome {
         config: config.name.clone(),
         board: board.board.clone(),
@@ -148,6 +149,31 @@ fn run_suite(
         exit: String::new(),
         log: String::new(),
     };
+    let image = crate::target_directory().join("hinoki/disks").join(format!("{}.{}.img", config.name, suite.name));
+    let disks = match &suite.disk {
+        Some(spec) => match crate::interop::make_image(spec, &image) {
+            Ok(()) => vec![image.clone()],
+            Err(error) => {
+                outcome.reason = Some(error);
+                return outcome;
+            }
+        },
+        None => vec![],
+    };
+    let extra = match crate::qemu::disk_arguments(board, &disks).and_then(|mut extra| {
+        if let Some(spec) = &suite.disk {
+            crate::interop::inject_errors(spec, &image, &mut extra)?;
+        }
+        Ok(extra)
+    }) {
+        Ok(extra) => extra,
+        Err(error) => {
+            outcome.reason = Some(error);
+            return outcome;
+        }
+    };
+    let launch =
+        Launch { machine: config.machine.clone(), smp: config.smp, append: Some(template(&suite.append, board)), gdb: false, extra };
     let command = match crate::qemu::command(board, built, &launch) {
         Ok(command) => command,
         Err(error) => {
@@ -258,6 +284,11 @@ fn run_suite(
             }
         }
     }
+    if failure.is_none() {
+        if let Some(spec) = &suite.disk {
+            failure = crate::interop::check_image(spec, &image, &output).err();
+        }
+    }
     outcome.passed = failure.is_none();
     outcome.reason = failure;
     outcome.log = format!("$ {command_line}\n{output}");
@@ -302,7 +333,7 @@ pub fn run(options: &crate::Options) -> Result<(), String> {
         for suite in matrix
             .suite
             .iter()
-            .filter(|suite| suite.applies_to(&config.board))
+            .filter(|suite| suite.applies_to(config))
             .filter(|suite| options.suite.as_deref().is_none_or(|prefix| suite.name.starts_with(prefix)))
         {
             let entry = built.entry((config.board.clone(), suite.defmt)).or_insert_with(|| {

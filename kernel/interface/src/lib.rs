@@ -6,10 +6,12 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod block;
 pub mod clock;
 pub mod console;
 pub mod context;
 pub mod cpu;
+pub mod dma;
 pub mod irq;
 pub mod memory;
 pub mod mmu;
@@ -17,10 +19,12 @@ pub mod platform;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use block::{BlockDriver, BlockError, BlockRequest};
 pub use clock::{Clock, ClockEvent};
 pub use console::Console;
 pub use context::{ContextSwitch, SavedContext, ThreadEntry};
 pub use cpu::{Cpu, CpuId, CpuStartError, InterruptState, SecondaryEntry};
+pub use dma::{DmaMemory, DmaRegion};
 pub use irq::{InterruptController, IpiTarget, IrqError, NamedRow, RowSource, Trigger};
 pub use memory::{MemoryKind, MemoryMap, MemoryMapFull, MemoryRegion, PhysicalAddress, VirtualAddress};
 pub use mmu::{AddressSpace, MapError, Mmu, PageFlags};

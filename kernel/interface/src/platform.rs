@@ -87,6 +87,12 @@ pub trait Platform: Sync {
         None
     }
 
+    /// Creates the board's devices that need the heap, the IRQ layer and the scheduler
+    /// (disks: virtio-blk) and hands them to the kernel's subsystems. `kernel_main` calls it
+    /// once, from the first kernel thread, before it mounts a disk on `/mnt`. The default
+    /// has no such devices.
+    fn init_devices(&self) {}
+
     /// The kernel command line from the boot loader (DTB `/chosen/bootargs`, PVH, ATAGs),
     /// empty when there is none.
     fn command_line(&self) -> &str;

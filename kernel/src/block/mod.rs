@@ -1,6 +1,7 @@
-//! The block layer: the block-device interface, RAM disks, request queues with I/O schedulers, partitions, and the device registry behind `/proc/partitions` and `/proc/diskstats`.
+//! The block layer: the block-device interface, disks behind hardware drivers, RAM disks, request queues with I/O schedulers, partitions, and the device registry behind `/proc/partitions` and `/proc/diskstats`.
 
 pub mod device;
+pub mod driver;
 pub mod partition;
 pub mod queue;
 pub mod ramdisk;
@@ -8,6 +9,7 @@ pub mod registry;
 pub mod scheduler;
 
 pub use device::{BlockDevice, DiskStatistics};
+pub use driver::{add_virtio_disk, AddedDisk, DriverDisk};
 pub use partition::{read_partition_table, Partition, PartitionEntry, PartitionTable};
 pub use queue::{QueuedDevice, Request, RequestDirection, RequestQueue};
 pub use ramdisk::RamDisk;

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use super::device::{BlockDevice, DiskStatistics};
 use super::scheduler::{IoScheduler, SchedulerKind};
 use crate::errno::{Errno, Result};
-use crate::sync::SpinLock;
+use crate::sync::Mutex;
 
 /// Whether a request reads or writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,13 +256,14 @@ pub const MAX_QUEUED_REQUESTS: usize = 64;
 pub struct QueuedDevice {
     name: alloc::string::String,
     device: Arc<dyn BlockDevice>,
-    queue: SpinLock<RequestQueue>,
+    /// A sleeping lock: the device may sleep waiting for its interrupt under it.
+    queue: Mutex<RequestQueue>,
 }
 
 impl QueuedDevice {
     /// Puts a queue with `scheduler` in front of `device`.
     pub fn new(device: Arc<dyn BlockDevice>, scheduler: SchedulerKind) -> Self {
-        QueuedDevice { name: device.name().into(), queue: SpinLock::new(RequestQueue::new(device.clone(), scheduler)), device }
+        QueuedDevice { name: device.name().into(), queue: Mutex::new(RequestQueue::new(device.clone(), scheduler)), device }
     }
 
     /// The elevator in use.

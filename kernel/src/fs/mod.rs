@@ -1,7 +1,9 @@
 //! File systems: the VFS, the page cache, ramfs, procfs (registry and mountable file system) and ext2.
 
+mod bench;
 pub mod commands;
 pub mod ext2;
+pub mod interop;
 mod ktests;
 pub mod page_cache;
 pub mod procfs;

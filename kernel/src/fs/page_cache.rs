@@ -95,7 +95,8 @@ pub struct PageCache {
     device: Arc<dyn BlockDevice>,
     capacity_pages: usize,
     clock: fn() -> u64,
-    state: SpinLock<CacheState>,
+    /// A sleeping lock: page reads and write-back wait for the disk under it.
+    state: crate::sync::Mutex<CacheState>,
 }
 
 fn uptime_milliseconds() -> u64 {
@@ -114,7 +115,7 @@ impl PageCache {
             device,
             capacity_pages: capacity_pages.max(4),
             clock,
-            state: SpinLock::new(CacheState {
+            state: crate::sync::Mutex::new(CacheState {
                 pages: BTreeMap::new(),
                 by_use: BTreeMap::new(),
                 use_clock: 0,

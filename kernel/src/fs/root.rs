@@ -85,6 +85,55 @@ pub fn mount(type_name: &str, source: &str, target: &str, read_only: bool) -> Re
     vfs.mount(source, target, file_system, read_only).map(|_| ())
 }
 
+/// ext2's superblock magic, at byte 56 of the superblock (byte 1080 of the device).
+const EXT2_MAGIC: u16 = 0xef53;
+const EXT2_MAGIC_OFFSET: u64 = 1024 + 56;
+
+/// Whether `device` carries ext2's superblock magic; the magic found otherwise.
+fn ext2_magic(name: &str) -> core::result::Result<(), alloc::string::String> {
+    let device = crate::block::find(name).ok_or_else(|| alloc::string::String::from("no such device"))?.device;
+    let mut magic = [0u8; 2];
+    device.read_bytes(EXT2_MAGIC_OFFSET, &mut magic).map_err(|error| alloc::format!("cannot read the superblock: {}", error))?;
+    match u16::from_le_bytes(magic) {
+        EXT2_MAGIC => Ok(()),
+        other => Err(alloc::format!("no ext2 superblock (magic {:#06x})", other)),
+    }
+}
+
+/// The directory the boot disk is mounted on.
+pub const BOOT_DISK_MOUNTPOINT: &str = "/mnt";
+
+/// Mounts the ext2 file system of the first disk, `vda` (or its first partition `vda1`),
+/// on [`BOOT_DISK_MOUNTPOINT`], read-write unless ext2 forces read-only (it logs why). Without a disk nothing happens; a disk without
+/// ext2, or one the ext2 driver refuses, is logged and left unmounted.
+pub fn mount_boot_disk() {
+    if crate::block::find("vda").is_none() {
+        return;
+    }
+    let candidates = ["vda", "vda1"];
+    let mut reasons = alloc::vec::Vec::new();
+    for name in candidates {
+        if crate::block::find(name).is_none() {
+            continue;
+        }
+        if let Err(reason) = ext2_magic(name) {
+            reasons.push(alloc::format!("{}: {}", name, reason));
+            continue;
+        }
+        match mount("ext2", &alloc::format!("/dev/{}", name), BOOT_DISK_MOUNTPOINT, false) {
+            Ok(()) => {
+                log::info!("EXT2-fs ({}): mounted on {}", name, BOOT_DISK_MOUNTPOINT);
+                return;
+            }
+            Err(error) => {
+                log::error!("EXT2-fs ({}): mount on {} refused: {}", name, BOOT_DISK_MOUNTPOINT, error);
+                return;
+            }
+        }
+    }
+    log::warn!("vda: not mounted on {}: {}", BOOT_DISK_MOUNTPOINT, reasons.join("; "));
+}
+
 /// Writes everything cached and unmounts every file system, innermost first; `poweroff`
 /// and `reboot` call it so nothing written is lost by a clean shutdown.
 pub fn shutdown() {

@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod buddy;
+pub mod dma;
 pub mod kmalloc;
 pub mod page;
 pub mod paging;

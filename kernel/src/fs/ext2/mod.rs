@@ -19,7 +19,7 @@ use super::page_cache::PageCache;
 use super::vfs::{
     Clock, DirectoryEntry, Errno, FileSystem, FileSystemStatistics, FileType, InodeNumber, Metadata, MetadataChanges, Result,
 };
-use crate::sync::SpinLock;
+use crate::sync::Mutex;
 
 /// Why a mount was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +184,8 @@ struct State {
 
 /// A mounted ext2 file system.
 pub struct Ext2 {
-    state: SpinLock<State>,
+    /// A sleeping lock: block reads and writes under it may wait for the disk.
+    state: Mutex<State>,
     read_only: bool,
     read_only_reason: Option<String>,
 }
@@ -938,7 +939,7 @@ impl Ext2 {
         if root.kind() != Some(FileType::Directory) {
             return Err(refuse(Errno::EUCLEAN, "the root inode is not a directory".to_string()));
         }
-        let ext2 = Arc::new(Ext2 { state: SpinLock::new(state), read_only, read_only_reason });
+        let ext2 = Arc::new(Ext2 { state: Mutex::new(state), read_only, read_only_reason });
         if !read_only {
             let mut state = ext2.state.lock();
             let now = state.now();
@@ -1437,7 +1438,10 @@ impl FileSystem for Ext2 {
         let directory = inode.kind() == Some(FileType::Directory);
         state.truncate_blocks(&mut inode, 0)?;
         inode.set_size(0);
-        let now = state.now();
+        // e2fsck reads a zero dtime as "not deleted" and one below the inode count as a link
+        // in ext3's orphan list; without a real-time clock the time is seconds since boot,
+        // so a deletion is stamped no earlier than the inode count.
+        let now = state.now().max(i64::from(state.geometry.inodes_count));
         inode.touch(inode::DELETION_TIME, now);
         state.write_inode(&inode)?;
         state.free_inode(number, directory)?;

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use super::filesystem::FileSystem;
 use super::types::{InodeNumber, OpenFlags};
 use crate::errno::{Errno, Result};
-use crate::sync::SpinLock;
+use crate::sync::Mutex;
 
 /// Where an inode lives: a mount and an inode number in its file system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -41,7 +41,8 @@ pub struct OpenFile {
     /// The flags it was opened with.
     pub flags: OpenFlags,
     /// The offset reads and writes use (or the next directory entry's index).
-    pub offset: SpinLock<u64>,
+    /// A sleeping lock: reads and writes under it may wait for a disk.
+    pub offset: Mutex<u64>,
 }
 
 impl OpenFile {

@@ -461,7 +461,7 @@ impl Vfs {
         if flags.contains(OpenFlags::TRUNCATE) && flags.writable() && metadata.kind == FileType::Regular && metadata.size != 0 {
             inode.file_system.truncate(location.inode, 0)?;
         }
-        Ok(Arc::new(OpenFile { inode, flags, offset: SpinLock::new(0) }))
+        Ok(Arc::new(OpenFile { inode, flags, offset: crate::sync::Mutex::new(0) }))
     }
 
     /// Reads at the file's offset and advances it.
