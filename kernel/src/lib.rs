@@ -21,6 +21,7 @@ pub mod lockdep;
 pub mod mm;
 pub mod panic;
 pub mod printk;
+pub mod random;
 pub mod sched;
 pub mod shell;
 pub mod smp;

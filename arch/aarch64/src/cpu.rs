@@ -8,6 +8,37 @@ use hinoki_interface::{Cpu, CpuId, InterruptState};
 pub struct Aarch64Cpu {
     model: [u8; 48],
     model_length: usize,
+    has_random_number: bool,
+}
+
+/// Reads ID_AA64ISAR0_EL1 (instruction set attributes: RNDR in bits 63:60).
+pub fn instruction_set_attributes_0() -> u64 {
+    let value: u64;
+    // SAFETY: reading ID_AA64ISAR0_EL1 has no side effects and is allowed at EL1.
+    unsafe { asm!("mrs {}, id_aa64isar0_el1", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+/// Whether the CPU implements RNDR/RNDRRS (FEAT_RNG: ID_AA64ISAR0_EL1.RNDR is not 0).
+pub fn has_random_number_instructions() -> bool {
+    instruction_set_attributes_0() >> 60 != 0
+}
+
+/// One RNDR read: 64 random bits, or `None` when the generator reported failure
+/// (PSTATE.Z set) because it could not deliver in reasonable time.
+///
+/// # Safety
+/// The CPU must implement FEAT_RNG ([`has_random_number_instructions`]); otherwise the
+/// read is an undefined instruction.
+pub unsafe fn read_random_number() -> Option<u64> {
+    let value: u64;
+    let failed: u64;
+    // SAFETY: the caller promises FEAT_RNG; RNDR (s3_3_c2_c4_0) only reads the generator
+    // and sets NZCV, which this block declares clobbered by not preserving flags.
+    unsafe {
+        asm!("mrs {value}, s3_3_c2_c4_0", "cset {failed}, eq", value = out(reg) value, failed = out(reg) failed, options(nomem, nostack))
+    };
+    (failed == 0).then_some(value)
 }
 
 /// Reads MIDR_EL1.
@@ -79,7 +110,7 @@ impl Aarch64Cpu {
         let mut buffer = Buffer(&mut model, 0);
         let _ = describe_main_id(main_id(), &mut buffer);
         let model_length = buffer.1;
-        Aarch64Cpu { model, model_length }
+        Aarch64Cpu { model, model_length, has_random_number: has_random_number_instructions() }
     }
 }
 
@@ -240,5 +271,13 @@ impl Cpu for Aarch64Cpu {
 
     fn model(&self) -> &str {
         core::str::from_utf8(&self.model[..self.model_length]).unwrap_or("unknown")
+    }
+
+    fn hardware_random_u64(&self) -> Option<u64> {
+        if !self.has_random_number {
+            return None;
+        }
+        // SAFETY: `has_random_number` was read from ID_AA64ISAR0_EL1 (FEAT_RNG present).
+        unsafe { read_random_number() }
     }
 }

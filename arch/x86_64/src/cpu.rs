@@ -1,7 +1,7 @@
 //! CPU operations on x86_64: the logical id from the per-CPU block, interrupt masking through RFLAGS.IF, HLT, PAUSE, the frame pointer, CPUID and the brand string.
 
 use core::arch::asm;
-use core::arch::x86_64::{__cpuid, CpuidResult};
+use core::arch::x86_64::{__cpuid, __cpuid_count, CpuidResult};
 
 use hinoki_interface::{Cpu, CpuId, InterruptState};
 
@@ -12,6 +12,43 @@ pub const INTERRUPT_FLAG: usize = 1 << 9;
 pub struct X86Cpu {
     model: [u8; 48],
     model_length: usize,
+    has_rdseed: bool,
+    has_rdrand: bool,
+}
+
+/// Whether the CPU has RDRAND (CPUID.01H:ECX[30]).
+pub fn has_rdrand() -> bool {
+    cpuid(1).ecx & (1 << 30) != 0
+}
+
+/// Whether the CPU has RDSEED (CPUID.(EAX=07H,ECX=0):EBX[18]).
+pub fn has_rdseed() -> bool {
+    cpuid(0).eax >= 7 && __cpuid_count(7, 0).ebx & (1 << 18) != 0
+}
+
+/// Tries RDSEED (or RDRAND when `seed` is false) up to 10 times, as Intel advises for
+/// transient underflow; `None` if every try reported failure (CF clear).
+///
+/// # Safety
+/// The CPU must implement the instruction ([`has_rdseed`] / [`has_rdrand`]); otherwise it
+/// raises #UD.
+pub unsafe fn read_random_number(seed: bool) -> Option<u64> {
+    for _ in 0..10 {
+        let value: u64;
+        let succeeded: u8;
+        if seed {
+            // SAFETY: the caller promises RDSEED exists; it writes a register and CF only.
+            unsafe { asm!("rdseed {value}", "setc {ok}", value = out(reg) value, ok = out(reg_byte) succeeded, options(nomem, nostack)) };
+        } else {
+            // SAFETY: the caller promises RDRAND exists; it writes a register and CF only.
+            unsafe { asm!("rdrand {value}", "setc {ok}", value = out(reg) value, ok = out(reg_byte) succeeded, options(nomem, nostack)) };
+        }
+        if succeeded != 0 {
+            return Some(value);
+        }
+        core::hint::spin_loop();
+    }
+    None
 }
 
 /// Runs CPUID `leaf` with sub-leaf 0.
@@ -63,7 +100,7 @@ impl X86Cpu {
             model[..unknown.len()].copy_from_slice(unknown);
             model_length = unknown.len();
         }
-        X86Cpu { model, model_length }
+        X86Cpu { model, model_length, has_rdseed: has_rdseed(), has_rdrand: has_rdrand() }
     }
 }
 
@@ -136,5 +173,20 @@ impl Cpu for X86Cpu {
 
     fn model(&self) -> &str {
         core::str::from_utf8(&self.model[..self.model_length]).unwrap_or("unknown")
+    }
+
+    fn hardware_random_u64(&self) -> Option<u64> {
+        // SAFETY: each instruction is used only when CPUID reported it at construction.
+        unsafe {
+            if self.has_rdseed {
+                if let Some(value) = read_random_number(true) {
+                    return Some(value);
+                }
+            }
+            if self.has_rdrand {
+                return read_random_number(false);
+            }
+        }
+        None
     }
 }

@@ -81,4 +81,11 @@ pub trait Cpu: Sync {
         writeln!(out, "model name\t: {}", self.model())?;
         writeln!(out)
     }
+
+    /// 64 bits from the CPU's own random number generator (RNDR on aarch64, RDSEED or
+    /// RDRAND on x86_64), or `None` when the CPU has none or it failed to deliver. The
+    /// kernel mixes these into its generator's seed; it never uses them alone.
+    fn hardware_random_u64(&self) -> Option<u64> {
+        None
+    }
 }
