@@ -42,6 +42,19 @@ pub fn write_raw(bytes: &[u8]) {
     }
 }
 
+/// Writes bytes under the console lock with `\n` turned into `\r\n` (a tty's output
+/// processing), for `/dev/console`.
+pub fn write_bytes(bytes: &[u8]) {
+    if cfg!(feature = "defmt") {
+        if let Ok(text) = core::str::from_utf8(bytes) {
+            print_arguments(format_args!("{}", text));
+        }
+        return;
+    }
+    let _guard = CONSOLE_LOCK.lock();
+    write_translated(bytes);
+}
+
 /// Formats to the console under the console lock, so lines from several CPUs do not mix.
 pub fn print_arguments(arguments: fmt::Arguments<'_>) {
     #[cfg(feature = "defmt")]

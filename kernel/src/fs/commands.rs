@@ -120,14 +120,18 @@ fn long_line(context: &Context<'_>, directory: &str, name: &str, metadata: &Meta
     let permissions = format_permissions(metadata.permissions);
     let _ = write!(
         out,
-        "{}{} {:3} {:5} {:5} {:9} ",
+        "{}{} {:3} {:5} {:5} ",
         metadata.kind.letter(),
         core::str::from_utf8(&permissions).unwrap_or("?????????"),
         metadata.links,
         metadata.uid,
         metadata.gid,
-        metadata.size
     );
+    if matches!(metadata.kind, FileType::CharacterDevice | FileType::BlockDevice) {
+        let _ = write!(out, "{:>4}, {:>3} ", metadata.rdev.major, metadata.rdev.minor);
+    } else {
+        let _ = write!(out, "{:9} ", metadata.size);
+    }
     format_time(metadata.modification_time, out);
     let _ = write!(out, " {}", name);
     if metadata.kind == FileType::Symlink {
@@ -347,7 +351,11 @@ pub fn run_stat(context: &Context<'_>, arguments: &Arguments<'_>, out: &mut dyn 
                 metadata.block_size,
                 type_name(metadata.kind)
             );
-            let _ = writeln!(out_text, "Device: {}\tInode: {:<11} Links: {}", metadata.device, metadata.inode, metadata.links);
+            let _ = write!(out_text, "Device: {}\tInode: {:<11} Links: {}", metadata.device, metadata.inode, metadata.links);
+            if matches!(metadata.kind, FileType::CharacterDevice | FileType::BlockDevice) {
+                let _ = write!(out_text, "\tDevice type: {},{}", metadata.rdev.major, metadata.rdev.minor);
+            }
+            let _ = writeln!(out_text);
             let permissions = format_permissions(metadata.permissions);
             let _ = writeln!(
                 out_text,
@@ -521,12 +529,42 @@ pub fn write_hexdump(data: &[u8], base: u64, out: &mut dyn Write) {
     let _ = writeln!(out, "{:08x}", base + data.len() as u64);
 }
 
-/// `hexdump [-C] FILE`.
+/// `hexdump [-C] [-n LENGTH] [-s OFFSET] FILE`: at most LENGTH bytes from OFFSET (so
+/// endless devices such as `/dev/urandom` can be dumped), at most [`Vfs::MAX_READ_TO_END`].
 pub fn run_hexdump(context: &Context<'_>, arguments: &Arguments<'_>, out: &mut dyn Write) -> CommandResult {
-    let (_, operands) = split_flags(arguments, "C", "hexdump [-C] FILE")?;
-    let [path] = operands[..] else { return Err(CommandError::Usage("hexdump [-C] FILE")) };
-    let data = context.vfs.read_to_end(context.cwd, path).map_err(failed)?;
-    write_hexdump(&data, 0, out);
+    const USAGE: &str = "hexdump [-C] [-n LENGTH] [-s OFFSET] FILE";
+    let (mut length, mut offset, mut path) = (Vfs::MAX_READ_TO_END as u64, 0u64, None);
+    let mut index = 1;
+    while index < arguments.len() {
+        match arguments[index] {
+            "-C" => {}
+            "-n" | "-s" => {
+                let value = arguments.get(index + 1).and_then(|text| parse_number(text)).ok_or(CommandError::Usage(USAGE))?;
+                if arguments[index] == "-n" {
+                    length = value.min(length);
+                } else {
+                    offset = value;
+                }
+                index += 1;
+            }
+            operand if path.is_none() && !operand.starts_with('-') => path = Some(operand),
+            _ => return Err(CommandError::Usage(USAGE)),
+        }
+        index += 1;
+    }
+    let path = path.ok_or(CommandError::Usage(USAGE))?;
+    let file = context.vfs.open(context.cwd, path, OpenFlags::READ_ONLY, 0).map_err(failed)?;
+    let mut data = Vec::new();
+    let mut chunk = vec![0u8; 4096];
+    while (data.len() as u64) < length {
+        let want = (length - data.len() as u64).min(chunk.len() as u64) as usize;
+        let count = context.vfs.pread(&file, offset + data.len() as u64, &mut chunk[..want]).map_err(failed)?;
+        if count == 0 {
+            break;
+        }
+        data.extend_from_slice(&chunk[..count]);
+    }
+    write_hexdump(&data, offset, out);
     Ok(())
 }
 
@@ -717,7 +755,7 @@ vfs_command!(DU_COMMAND, du, "du", "space used under a path", run_du);
 vfs_command!(MOUNT_COMMAND, mount, "mount", "list mounts, or mount [-t TYPE] [-o ro] SOURCE TARGET", run_mount);
 vfs_command!(UMOUNT_COMMAND, umount, "umount", "unmount a file system", run_umount);
 vfs_command!(SYNC_COMMAND, sync, "sync", "write all cached data to the disks", run_sync);
-vfs_command!(HEXDUMP_COMMAND, hexdump, "hexdump", "show a file in hex and ASCII (-C layout)", run_hexdump);
+vfs_command!(HEXDUMP_COMMAND, hexdump, "hexdump", "show a file in hex and ASCII (-C layout; -n LENGTH, -s OFFSET)", run_hexdump);
 vfs_command!(TOUCH_COMMAND, touch, "touch", "create files or update their times", run_touch);
 vfs_command!(DD_COMMAND, dd, "dd", "copy blocks: dd if=IN of=OUT [bs=N] [count=N] [skip=N] [seek=N]", run_dd);
 crate::shell_command!(SCHEDULER_COMMAND, "scheduler", "show or set a disk's I/O scheduler: scheduler DEV [noop|deadline]", run_scheduler);
@@ -793,6 +831,30 @@ mod tests {
         assert!(text.starts_with("2+1 records in"), "{text}");
         assert_eq!(run(&vfs, run_dd, &["dd", "if=/in"]).0, Err(CommandError::Usage("dd if=IN of=OUT [bs=N] [count=N] [skip=N] [seek=N]")));
         assert_eq!(run(&vfs, run_hexdump, &["hexdump", "-C", "/nothing"]).0, Err(CommandError::Failed("No such file or directory")));
+    }
+
+    #[test]
+    fn devices_list_with_numbers_and_dump_with_a_length() {
+        let vfs = context_vfs();
+        vfs.mkdir(None, "/dev", 0o755).unwrap();
+        let devfs = crate::fs::devfs::DevFs::new(crate::fs::devfs::ConsoleOperations { write: |_| {}, read_byte: || 0x04 }, 1_700_000_000);
+        vfs.mount("devtmpfs", "/dev", Arc::new(devfs), false).unwrap();
+        let listing = run(&vfs, run_ls, &["ls", "-l", "/dev"]).1;
+        assert!(listing.contains("crw-rw-rw-   1     0     0    1,   3 2023-11-14 22:13 null\n"), "{listing}");
+        assert!(listing.contains("crw-------   1     0     0    5,   1 2023-11-14 22:13 console\n"), "{listing}");
+        let stat = run(&vfs, run_stat, &["stat", "/dev/urandom"]).1;
+        assert!(stat.contains("character special file") && stat.contains("Device type: 1,9"), "{stat}");
+        let (result, dump) = run(&vfs, run_hexdump, &["hexdump", "-C", "-n", "20", "-s", "3", "/dev/zero"]);
+        assert_eq!(result, Ok(()));
+        assert_eq!(dump, "00000003  00 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00  |................|\n00000013  00 00 00 00                                       |....|\n00000017\n");
+        let (_, dump) = run(&vfs, run_hexdump, &["hexdump", "-n", "32", "/dev/urandom"]);
+        assert_eq!(dump.lines().count(), 3, "{dump}");
+        assert!(matches!(run(&vfs, run_hexdump, &["hexdump", "-n"]).0, Err(CommandError::Usage(_))));
+        let (result, text) = run(&vfs, run_dd, &["dd", "if=/dev/zero", "of=/zeros", "bs=1K", "count=4"]);
+        assert_eq!(result, Ok(()), "{text}");
+        assert_eq!(vfs.read_to_end(None, "/zeros").unwrap(), vec![0u8; 4096]);
+        assert_eq!(run(&vfs, run_dd, &["dd", "if=/zeros", "of=/dev/full"]).0, Err(CommandError::Failed("No space left on device")));
+        assert_eq!(vfs.read_to_end(None, "/dev/zero"), Err(Errno::EFBIG), "an endless device ends in EFBIG, not in exhausted memory");
     }
 
     #[test]

@@ -44,3 +44,43 @@ crate::ktest!(
         Ok(())
     }
 );
+
+crate::ktest!(
+    fn devfs_memory_devices_and_registered_disks() {
+        crate::fs::init_root().map_err(|errno| crate::ktest::TestFailure::new(file!(), line!(), format_args!("init_root: {}", errno)))?;
+        let Some(vfs) = crate::fs::vfs() else {
+            return Err(crate::ktest::TestFailure::new(file!(), line!(), format_args!("no VFS after init_root")));
+        };
+        let names: alloc::vec::Vec<alloc::string::String> =
+            vfs.read_directory(None, "/dev").unwrap_or_default().into_iter().map(|entry| entry.name).collect();
+        for name in ["null", "zero", "full", "random", "urandom", "console"] {
+            kassert!(names.iter().any(|listed| listed == name), "/dev/{} missing from {:?}", name, names);
+        }
+        let zero = vfs.open(None, "/dev/zero", crate::fs::vfs::OpenFlags::READ_ONLY, 0);
+        kassert!(zero.is_ok(), "cannot open /dev/zero");
+        let zero = zero.unwrap_or_else(|_| unreachable!());
+        let mut buffer = [0xffu8; 64];
+        kassert!(vfs.read(&zero, &mut buffer) == Ok(64) && buffer == [0; 64], "/dev/zero gave {:?}", &buffer[..8]);
+        kassert!(vfs.write_file(None, "/dev/full", b"x", false) == Err(crate::errno::Errno::ENOSPC), "/dev/full accepted a write");
+        let first = vfs.read_to_end(None, "/dev/null").unwrap_or_else(|_| vec![1]);
+        kassert!(first.is_empty(), "/dev/null gave {} bytes", first.len());
+
+        let disk = Arc::new(RamDisk::new("ram15", 512, 16));
+        let entry =
+            crate::block::RegisteredDevice { device: disk.clone(), queue: None, major: crate::block::registry::RAMDISK_MAJOR, minor: 15 };
+        kassert!(crate::block::register(entry).is_ok(), "cannot register ram15");
+        let metadata = vfs.stat(None, "/dev/ram15");
+        kassert!(
+            metadata.is_ok_and(|metadata| metadata.kind == crate::fs::vfs::FileType::BlockDevice
+                && metadata.rdev == crate::fs::vfs::DeviceNumber::new(1, 15)),
+            "/dev/ram15 is not block device 1,15"
+        );
+        let written = vfs.write_file(None, "/dev/ram15", b"through devfs", false);
+        let mut back = [0u8; 13];
+        let read = disk.read_bytes(0, &mut back);
+        let _ = crate::block::unregister("ram15");
+        kassert!(written.is_ok() && read.is_ok() && &back == b"through devfs", "write through /dev/ram15: {:?} {:?}", written, &back);
+        kassert!(vfs.stat(None, "/dev/ram15").is_err(), "/dev/ram15 outlived its registration");
+        Ok(())
+    }
+);

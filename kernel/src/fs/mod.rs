@@ -1,7 +1,8 @@
-//! File systems: the VFS, the page cache, ramfs, procfs (registry and mountable file system) and ext2.
+//! File systems: the VFS, the page cache, ramfs, procfs (registry and mountable file system), devfs and ext2.
 
 mod bench;
 pub mod commands;
+pub mod devfs;
 pub mod ext2;
 pub mod interop;
 mod ktests;

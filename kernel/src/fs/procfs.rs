@@ -88,6 +88,36 @@ pub fn for_each_name(visit: impl FnMut(&'static str)) {
     REGISTRY.lock().for_each_name(visit);
 }
 
+/// Prints one file of a task's directory (`/proc/<id>/status`); `None` when the task is gone.
+pub type TaskShowFunction = fn(task: u64, out: &mut dyn Write) -> Option<fmt::Result>;
+
+/// Where the per-task directories `/proc/<id>/` come from: the scheduler registers itself
+/// (Linux's `fs/proc/base.c` reads the task list the same way).
+#[derive(Clone, Copy)]
+pub struct TaskDirectories {
+    /// Calls the visitor with the id of every task that has a directory, in increasing order.
+    pub for_each_id: fn(&mut dyn FnMut(u64)),
+    /// Whether task `id` has a directory now.
+    pub exists: fn(u64) -> bool,
+    /// The calling task's id, the target of `/proc/self`; `None` when there is no current task.
+    pub current: fn() -> Option<u64>,
+    /// The files of each task's directory.
+    pub files: &'static [(&'static str, TaskShowFunction)],
+}
+
+static TASK_DIRECTORIES: IrqSpinLock<Option<TaskDirectories>> = IrqSpinLock::new(None);
+
+/// Makes `/proc/<id>/` directories appear for the tasks `directories` describes (a second
+/// call replaces the first).
+pub fn register_task_directories(directories: TaskDirectories) {
+    *TASK_DIRECTORIES.lock() = Some(directories);
+}
+
+/// The registered task directories, if any.
+pub fn task_directories() -> Option<TaskDirectories> {
+    *TASK_DIRECTORIES.lock()
+}
+
 fn show_version(out: &mut dyn Write) -> fmt::Result {
     writeln!(out, "{} version {} (rustc, {}) #1 SMP", crate::KERNEL_NAME, crate::KERNEL_RELEASE, crate::platform().board_name())
 }

@@ -197,6 +197,7 @@ impl FileSystem for RamFs {
             modification_time: node.modification_time,
             change_time: node.change_time,
             device: 0,
+            rdev: Default::default(),
         })
     }
 

@@ -1,8 +1,9 @@
-//! The kernel's VFS instance: the root file system (ramfs at `/`, procfs at `/proc`), mounting by type name, and `/proc/mounts` and `/proc/filesystems`.
+//! The kernel's VFS instance: the root file system (ramfs at `/`, procfs at `/proc`, devfs at `/dev`), mounting by type name, and `/proc/mounts` and `/proc/filesystems`.
 
 use alloc::sync::Arc;
 use core::fmt::{self, Write};
 
+use super::devfs::{DevFs, KERNEL_CONSOLE};
 use super::ext2::Ext2;
 use super::procfs::filesystem::ProcFs;
 use super::ramfs::RamFs;
@@ -14,7 +15,7 @@ pub const ROOT_RAMFS_CAPACITY: u64 = 64 << 20;
 /// Pages an ext2 mount's page cache holds (16 MiB).
 pub const EXT2_CACHE_PAGES: usize = 4096;
 /// The file system types `mount -t` knows, as `/proc/filesystems` lists them.
-pub const FILESYSTEM_TYPES: [(&str, bool); 4] = [("ramfs", false), ("tmpfs", false), ("proc", false), ("ext2", true)];
+pub const FILESYSTEM_TYPES: [(&str, bool); 5] = [("ramfs", false), ("tmpfs", false), ("proc", false), ("devtmpfs", false), ("ext2", true)];
 
 static VFS: Once<Vfs> = Once::new();
 
@@ -38,7 +39,7 @@ fn show_filesystems(out: &mut dyn Write) -> fmt::Result {
 }
 
 /// Sets up the root file system: ramfs at `/` with `/proc`, `/dev`, `/mnt` and `/tmp`,
-/// procfs at `/proc`, and the `/proc` files of the VFS and block layer. Needs the heap.
+/// procfs at `/proc`, devfs at `/dev`, and the `/proc` files of the VFS and block layer. Needs the heap.
 /// Calling it again has no effect.
 pub fn init_root() -> Result<()> {
     if VFS.get().is_some() {
@@ -50,10 +51,11 @@ pub fn init_root() -> Result<()> {
         vfs.mkdir(None, directory, 0o755)?;
     }
     vfs.mount("proc", "/proc", Arc::new(ProcFs::new()), false)?;
+    vfs.mount("devtmpfs", "/dev", Arc::new(DevFs::new(KERNEL_CONSOLE, uptime_seconds())), false)?;
     let _ = super::procfs::register("mounts", show_mounts);
     let _ = super::procfs::register("filesystems", show_filesystems);
     crate::block::register_proc_files();
-    log::info!("vfs: ramfs on /, proc on /proc");
+    log::info!("vfs: ramfs on /, proc on /proc, devtmpfs on /dev");
     Ok(())
 }
 
@@ -63,6 +65,7 @@ pub fn create_filesystem(type_name: &str, source: &str, read_only: bool) -> Resu
     match type_name {
         "ramfs" | "tmpfs" => Ok(Arc::new(RamFs::new(uptime_seconds, ROOT_RAMFS_CAPACITY))),
         "proc" => Ok(Arc::new(ProcFs::new())),
+        "devtmpfs" => Ok(Arc::new(DevFs::new(KERNEL_CONSOLE, uptime_seconds()))),
         "ext2" => {
             let device = crate::block::find(source).ok_or(Errno::ENODEV)?.device;
             let cache = super::page_cache::PageCache::new(device, EXT2_CACHE_PAGES);

@@ -1,10 +1,11 @@
-//! The scheduler's `/proc` files in Linux's formats: `loadavg` (with Linux's fixed-point load averages), `uptime` (idle time summed over CPUs) and `stat`.
+//! The scheduler's `/proc` files in Linux's formats: `loadavg` (with Linux's fixed-point load averages), `uptime` (idle time summed over CPUs), `stat`, and each task's `/proc/<id>/status` and `/proc/<id>/stat`.
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::core::{cpu_times, CpuTimes, MAX_SCHED_CPUS};
-use super::task::TaskState;
+use super::policy::Policy;
+use super::task::{Task, TaskState};
 
 /// Fixed-point shift of the load averages (Linux's `FSHIFT`).
 pub const FSHIFT: u32 = 11;
@@ -145,8 +146,174 @@ fn show_stat(out: &mut dyn Write) -> fmt::Result {
     writeln!(out)
 }
 
-/// Registers `loadavg`, `uptime` and `stat`.
+/// The state as `/proc/<id>/status` spells it.
+fn state_description(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Running => "R (running)",
+        TaskState::Interruptible => "S (sleeping)",
+        TaskState::Uninterruptible => "D (disk sleep)",
+        TaskState::Dead => "Z (zombie)",
+        TaskState::Idle => "I (idle)",
+    }
+}
+
+/// Writes a CPU set as a range list (`0-3`, `0,2-3`).
+fn write_cpu_list(out: &mut dyn Write, cpus: &[bool]) -> fmt::Result {
+    let mut first = true;
+    let mut index = 0;
+    while index < cpus.len() {
+        if !cpus[index] {
+            index += 1;
+            continue;
+        }
+        let start = index;
+        while index + 1 < cpus.len() && cpus[index + 1] {
+            index += 1;
+        }
+        if !first {
+            out.write_char(',')?;
+        }
+        first = false;
+        if start == index {
+            write!(out, "{}", start)?;
+        } else {
+            write!(out, "{}-{}", start, index)?;
+        }
+        index += 1;
+    }
+    Ok(())
+}
+
+/// Writes `/proc/<id>/status` for `task` on a machine with `possible_cpus` CPUs: Linux's
+/// field names and order, for the fields a kernel thread has.
+pub fn write_task_status(out: &mut dyn Write, task: &Task, possible_cpus: usize) -> fmt::Result {
+    let id = task.id();
+    writeln!(out, "Name:\t{}", task.name())?;
+    writeln!(out, "Umask:\t0022")?;
+    writeln!(out, "State:\t{}", state_description(task.state()))?;
+    writeln!(out, "Tgid:\t{}", id)?;
+    writeln!(out, "Ngid:\t0")?;
+    writeln!(out, "Pid:\t{}", id)?;
+    writeln!(out, "PPid:\t{}", task.parent())?;
+    writeln!(out, "TracerPid:\t0")?;
+    writeln!(out, "Uid:\t0\t0\t0\t0")?;
+    writeln!(out, "Gid:\t0\t0\t0\t0")?;
+    writeln!(out, "FDSize:\t0")?;
+    writeln!(out, "Groups:\t")?;
+    writeln!(out, "NStgid:\t{}", id)?;
+    writeln!(out, "NSpid:\t{}", id)?;
+    writeln!(out, "NSpgid:\t0")?;
+    writeln!(out, "NSsid:\t0")?;
+    writeln!(out, "Kthread:\t1")?;
+    writeln!(out, "Threads:\t1")?;
+    writeln!(out, "SigQ:\t0/0")?;
+    for name in ["SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"] {
+        writeln!(out, "{}:\t0000000000000000", name)?;
+    }
+    let possible_cpus = possible_cpus.clamp(1, MAX_SCHED_CPUS);
+    let allowed: alloc::vec::Vec<bool> = (0..possible_cpus).map(|cpu| task.affinity().contains(cpu)).collect();
+    let mask = allowed.iter().enumerate().filter(|(_, &allowed)| allowed).fold(0u64, |mask, (cpu, _)| mask | 1 << cpu);
+    writeln!(out, "Cpus_allowed:\t{:x}", mask)?;
+    write!(out, "Cpus_allowed_list:\t")?;
+    write_cpu_list(out, &allowed)?;
+    writeln!(out)?;
+    writeln!(out, "Mems_allowed:\t1")?;
+    writeln!(out, "Mems_allowed_list:\t0")?;
+    writeln!(out, "voluntary_ctxt_switches:\t{}", task.nvcsw())?;
+    writeln!(out, "nonvoluntary_ctxt_switches:\t{}", task.nivcsw())
+}
+
+/// Linux's `PF_KTHREAD` task flag.
+const PF_KTHREAD: u32 = 0x0020_0000;
+/// `SIGCHLD`, the exit signal kernel threads report.
+const SIGCHLD: u32 = 17;
+
+/// Writes `/proc/<id>/stat`: Linux's 52 fields in order, 0 for those that do not apply to
+/// a kernel thread (memory, signals, process groups).
+pub fn write_task_stat(out: &mut dyn Write, task: &Task) -> fmt::Result {
+    let params = task.params();
+    let (priority, nice, policy) = match params.policy {
+        Policy::Normal => (20 + i64::from(params.nice), i64::from(params.nice), 0),
+        Policy::Fifo => (-1 - i64::from(params.rt_priority), 0, 1),
+        Policy::RoundRobin => (-1 - i64::from(params.rt_priority), 0, 2),
+    };
+    let exit_code = if task.state() == TaskState::Dead { (task.exit_value() as u64 & 0xff) << 8 } else { 0 };
+    // pid (comm) state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt
+    write!(out, "{} ({}) {} {} 0 0 0 -1 {} 0 0 0 0 ", task.id(), task.name(), task.state().letter(), task.parent(), PF_KTHREAD)?;
+    // utime stime cutime cstime priority nice num_threads itrealvalue starttime vsize rss rsslim
+    write!(
+        out,
+        "{} {} 0 0 {} {} 1 0 {} 0 0 {} ",
+        to_user_ticks(task.utime()),
+        to_user_ticks(task.stime()),
+        priority,
+        nice,
+        to_user_ticks(task.start_time()),
+        u64::MAX
+    )?;
+    // startcode endcode startstack kstkesp kstkeip signal blocked sigignore sigcatch wchan
+    // nswap cnswap exit_signal processor rt_priority policy delayacct_blkio_ticks
+    // guest_time cguest_time start_data end_data start_brk arg_start arg_end env_start
+    // env_end exit_code
+    writeln!(
+        out,
+        "0 0 0 0 0 0 0 0 0 0 0 0 {} {} {} {} 0 0 0 0 0 0 0 0 0 0 {}",
+        SIGCHLD,
+        task.cpu(),
+        if params.policy.is_real_time() { params.rt_priority } else { 0 },
+        policy,
+        exit_code
+    )
+}
+
+fn possible_cpus() -> usize {
+    crate::try_platform().map_or(1, |platform| platform.possible_cpus() as usize)
+}
+
+/// Whether task `id` gets a `/proc/<id>/` directory: every task but the idle tasks, which
+/// Linux does not list either.
+fn has_directory(task: &Task) -> bool {
+    task.state() != TaskState::Idle
+}
+
+fn for_each_task_id(visit: &mut dyn FnMut(u64)) {
+    let mut ids = alloc::vec::Vec::new();
+    super::for_each_task(|task| {
+        if has_directory(task) {
+            ids.push(task.id());
+        }
+    });
+    ids.sort_unstable();
+    ids.into_iter().for_each(visit);
+}
+
+fn task_exists(id: u64) -> bool {
+    super::find_task(id).is_some_and(|task| has_directory(&task))
+}
+
+fn current_task_id() -> Option<u64> {
+    super::current_id().filter(|&id| task_exists(id))
+}
+
+fn show_task_status(id: u64, out: &mut dyn Write) -> Option<fmt::Result> {
+    super::find_task(id).map(|task| write_task_status(out, &task, possible_cpus()))
+}
+
+fn show_task_stat(id: u64, out: &mut dyn Write) -> Option<fmt::Result> {
+    super::find_task(id).map(|task| write_task_stat(out, &task))
+}
+
+/// The files of each `/proc/<id>/` directory.
+pub const TASK_FILES: [(&str, crate::fs::procfs::TaskShowFunction); 2] = [("status", show_task_status), ("stat", show_task_stat)];
+
+/// Registers `loadavg`, `uptime`, `stat` and the per-task directories.
 pub fn register_proc_files() {
+    crate::fs::procfs::register_task_directories(crate::fs::procfs::TaskDirectories {
+        for_each_id: for_each_task_id,
+        exists: task_exists,
+        current: current_task_id,
+        files: &TASK_FILES,
+    });
     let files: [(&'static str, crate::fs::procfs::ShowFunction); 3] =
         [("loadavg", show_loadavg), ("uptime", show_uptime), ("stat", show_stat)];
     for (name, show) in files {
@@ -176,9 +343,99 @@ crate::ktest!(
     }
 );
 
+crate::ktest!(
+    fn task_directories_follow_the_task_list() {
+        use core::sync::atomic::AtomicBool;
+        static RELEASE: AtomicBool = AtomicBool::new(false);
+        crate::kassert!(crate::fs::init_root().is_ok(), "init_root failed");
+        let Some(vfs) = crate::fs::vfs() else { return Err(crate::ktest::TestFailure::new(file!(), line!(), format_args!("no VFS"))) };
+        let Some(me) = super::current_id() else {
+            return Err(crate::ktest::TestFailure::new(file!(), line!(), format_args!("no current task")));
+        };
+        let myself = alloc::format!("{}", me);
+        crate::kassert_eq!(vfs.readlink(None, "/proc/self").ok(), Some(myself.clone()));
+        let listed = |id: &str| vfs.read_directory(None, "/proc").unwrap_or_default().iter().any(|entry| entry.name == id);
+        crate::kassert!(listed(&myself), "/proc does not list the running task {}", me);
+        let status = vfs.read_to_end(None, "/proc/self/status").unwrap_or_default();
+        let status = alloc::string::String::from_utf8_lossy(&status).into_owned();
+        crate::kassert!(status.contains(&alloc::format!("\nPid:\t{}\n", me)) && status.contains("\nState:\tR (running)\n"), "{}", status);
+
+        RELEASE.store(false, Ordering::SeqCst);
+        let Ok(handle) = super::spawn("proc-probe", || {
+            while !RELEASE.load(Ordering::SeqCst) {
+                super::sleep(core::time::Duration::from_millis(1));
+            }
+            0
+        }) else {
+            return Err(crate::ktest::TestFailure::new(file!(), line!(), format_args!("cannot spawn")));
+        };
+        let id = alloc::format!("{}", handle.task().id());
+        crate::kassert!(listed(&id), "/proc does not list the new task {}", id);
+        let status = vfs.read_to_end(None, &alloc::format!("/proc/{}/status", id)).unwrap_or_default();
+        crate::kassert!(status.starts_with(b"Name:\tproc-probe\n"), "{:?}", alloc::string::String::from_utf8_lossy(&status));
+        let stat = vfs.read_to_end(None, &alloc::format!("/proc/{}/stat", id)).unwrap_or_default();
+        let stat = alloc::string::String::from_utf8_lossy(&stat).into_owned();
+        crate::kassert!(stat.starts_with(&alloc::format!("{} (proc-probe) ", id)) && stat.split_whitespace().count() == 52, "{}", stat);
+        RELEASE.store(true, Ordering::SeqCst);
+        handle.join();
+        // The exited task leaves the task list when its CPU switches away from it.
+        let mut gone = false;
+        for _ in 0..200 {
+            if vfs.stat(None, &alloc::format!("/proc/{}", id)).is_err() && !listed(&id) {
+                gone = true;
+                break;
+            }
+            super::sleep(core::time::Duration::from_millis(5));
+        }
+        crate::kassert!(gone, "/proc/{} outlived its task", id);
+        Ok(())
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_status_and_stat_use_linux_fields() {
+        use crate::sched::policy::SchedParams;
+        let task = Task::new(42, "worker", 3, SchedParams::normal(-5), None, 1_500_000_000);
+        task.set_affinity(crate::sched::CpuMask(0b1101));
+        let mut status = String::new();
+        write_task_status(&mut status, &task, 4).unwrap();
+        for line in [
+            "Name:\tworker\n",
+            "State:\tR (running)\n",
+            "Tgid:\t42\n",
+            "Pid:\t42\n",
+            "PPid:\t3\n",
+            "Cpus_allowed:\td\n",
+            "Cpus_allowed_list:\t0,2-3\n",
+            "voluntary_ctxt_switches:\t0\n",
+            "nonvoluntary_ctxt_switches:\t0\n",
+        ] {
+            assert!(status.contains(line), "{line:?} missing from\n{status}");
+        }
+        assert!(status.starts_with("Name:\tworker\nUmask:"), "{status}");
+        let mut stat = String::new();
+        write_task_stat(&mut stat, &task).unwrap();
+        let fields: Vec<&str> = stat.split_whitespace().collect();
+        assert_eq!(fields.len(), 52, "{stat}");
+        assert_eq!(&fields[..4], ["42", "(worker)", "R", "3"]);
+        assert_eq!(fields[17], "15", "priority = 20 + nice");
+        assert_eq!(fields[18], "-5", "nice");
+        assert_eq!(fields[21], "150", "start time in USER_HZ ticks");
+        assert_eq!(fields[40], "0", "SCHED_NORMAL");
+
+        let real_time = Task::new(9, "irq/5", 2, SchedParams::real_time(Policy::Fifo, 50), None, 0);
+        stat.clear();
+        write_task_stat(&mut stat, &real_time).unwrap();
+        let fields: Vec<&str> = stat.split_whitespace().collect();
+        assert_eq!((fields[17], fields[18], fields[39], fields[40]), ("-51", "0", "50", "1"));
+        let mut list = String::new();
+        write_cpu_list(&mut list, &[true, true, true, true]).unwrap();
+        assert_eq!(list, "0-3");
+    }
 
     #[test]
     fn load_average_follows_linux_decay() {

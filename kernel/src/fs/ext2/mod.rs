@@ -1106,6 +1106,7 @@ impl FileSystem for Ext2 {
             modification_time: time(inode::MODIFICATION_TIME),
             change_time: time(inode::CHANGE_TIME),
             device: 0,
+            rdev: Default::default(),
         })
     }
 

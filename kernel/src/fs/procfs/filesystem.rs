@@ -1,9 +1,13 @@
-//! procfs as a mountable file system: the registry's files, read-only, under `/proc` (subdirectories come from names like `sys/kernel/ostype`).
+//! procfs as a mountable file system: the registry's files, read-only, under `/proc` (subdirectories come from names like `sys/kernel/ostype`), a directory per task (`/proc/<id>/`) and `/proc/self`.
+//!
+//! Task directories appear and vanish with the tasks, so the VFS does not cache procfs's
+//! lookups ([`FileSystem::dentries_may_change`]).
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::TaskDirectories;
 use crate::fs::vfs::{DirectoryEntry, Errno, FileSystem, FileSystemStatistics, FileType, InodeNumber, Metadata, MetadataChanges, Result};
 use crate::sync::SpinLock;
 
@@ -13,6 +17,8 @@ pub const ROOT_INODE: InodeNumber = 1;
 /// The mountable procfs. Inode numbers are hashes of the path inside `/proc`.
 pub struct ProcFs {
     paths: SpinLock<BTreeMap<InodeNumber, String>>,
+    /// Task directories of this instance (tests); `None`: the kernel's registered ones.
+    tasks: Option<TaskDirectories>,
 }
 
 impl Default for ProcFs {
@@ -41,10 +47,36 @@ fn join(directory: &str, name: &str) -> String {
     }
 }
 
-/// What a path inside `/proc` is right now.
-fn kind_of(path: &str) -> Option<FileType> {
+/// The task id a path inside `/proc` starts with and the rest of the path (`"42/status"`
+/// gives `(42, Some("status"))`), if its first component is a number.
+fn task_path(path: &str) -> Option<(u64, Option<&str>)> {
+    let (first, rest) = match path.split_once('/') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (path, None),
+    };
+    if first.is_empty() || !first.bytes().all(|byte| byte.is_ascii_digit()) || (first.len() > 1 && first.starts_with('0')) {
+        return None;
+    }
+    Some((first.parse().ok()?, rest))
+}
+
+/// What a path inside `/proc` is right now, with `tasks` giving the task directories.
+fn kind_of_with(path: &str, tasks: Option<TaskDirectories>) -> Option<FileType> {
     if path.is_empty() {
         return Some(FileType::Directory);
+    }
+    if let Some((id, rest)) = task_path(path) {
+        let directories = tasks?;
+        if !(directories.exists)(id) {
+            return None;
+        }
+        return match rest {
+            None => Some(FileType::Directory),
+            Some(name) => directories.files.iter().any(|(file, _)| *file == name).then_some(FileType::Regular),
+        };
+    }
+    if path == "self" {
+        return tasks.and_then(|directories| (directories.current)()).map(|_| FileType::Symlink);
     }
     let mut found = None;
     super::for_each_name(|name| {
@@ -60,7 +92,20 @@ fn kind_of(path: &str) -> Option<FileType> {
 impl ProcFs {
     /// A procfs over the kernel's registry.
     pub fn new() -> Self {
-        ProcFs { paths: SpinLock::new(BTreeMap::new()) }
+        ProcFs { paths: SpinLock::new(BTreeMap::new()), tasks: None }
+    }
+
+    /// A procfs whose task directories come from `tasks` instead of the kernel's registration.
+    pub fn with_task_directories(tasks: TaskDirectories) -> Self {
+        ProcFs { paths: SpinLock::new(BTreeMap::new()), tasks: Some(tasks) }
+    }
+
+    fn task_directories(&self) -> Option<TaskDirectories> {
+        self.tasks.or_else(super::task_directories)
+    }
+
+    fn kind_of(&self, path: &str) -> Option<FileType> {
+        kind_of_with(path, self.task_directories())
     }
 
     fn path(&self, inode: InodeNumber) -> Result<String> {
@@ -78,6 +123,15 @@ impl ProcFs {
 
     fn contents(&self, path: &str) -> Result<String> {
         let mut text = String::new();
+        if let Some((id, Some(name))) = task_path(path) {
+            let directories = self.task_directories().ok_or(Errno::ENOENT)?;
+            let (_, show) = directories.files.iter().find(|(file, _)| *file == name).ok_or(Errno::ENOENT)?;
+            return match show(id, &mut text) {
+                Some(Ok(())) => Ok(text),
+                Some(Err(_)) => Err(Errno::EIO),
+                None => Err(Errno::ENOENT),
+            };
+        }
         super::read(path, &mut text).map_err(|_| Errno::ENOENT)?;
         Ok(text)
     }
@@ -93,17 +147,24 @@ impl FileSystem for ProcFs {
     fn is_read_only(&self) -> bool {
         false
     }
+    fn dentries_may_change(&self) -> bool {
+        true
+    }
     fn statistics(&self) -> Result<FileSystemStatistics> {
         Ok(FileSystemStatistics { block_size: 4096, name_length: 255, ..FileSystemStatistics::default() })
     }
     fn metadata(&self, inode: InodeNumber) -> Result<Metadata> {
         let path = self.path(inode)?;
-        let kind = kind_of(&path).ok_or(Errno::ENOENT)?;
+        let kind = self.kind_of(&path).ok_or(Errno::ENOENT)?;
         let now = crate::fs::vfs::uptime_seconds();
         Ok(Metadata {
             inode,
             kind,
-            permissions: if kind == FileType::Directory { 0o555 } else { 0o444 },
+            permissions: match kind {
+                FileType::Directory => 0o555,
+                FileType::Symlink => 0o777,
+                _ => 0o444,
+            },
             links: if kind == FileType::Directory { 2 } else { 1 },
             uid: 0,
             gid: 0,
@@ -114,6 +175,7 @@ impl FileSystem for ProcFs {
             modification_time: now,
             change_time: now,
             device: 0,
+            rdev: Default::default(),
         })
     }
     fn set_metadata(&self, _inode: InodeNumber, _changes: &MetadataChanges) -> Result<()> {
@@ -126,19 +188,36 @@ impl FileSystem for ProcFs {
             ".." => Ok(self.remember(String::from(base.rsplit_once('/').map_or("", |(parent, _)| parent)))),
             _ => {
                 let path = join(&base, name);
-                kind_of(&path).ok_or(Errno::ENOENT)?;
+                self.kind_of(&path).ok_or(Errno::ENOENT)?;
                 Ok(self.remember(path))
             }
         }
     }
     fn read_directory(&self, directory: InodeNumber) -> Result<Vec<DirectoryEntry>> {
         let base = self.path(directory)?;
-        if kind_of(&base) != Some(FileType::Directory) {
+        if self.kind_of(&base) != Some(FileType::Directory) {
             return Err(Errno::ENOTDIR);
         }
         let parent = self.lookup(directory, "..")?;
         let mut children: BTreeMap<String, FileType> = BTreeMap::new();
         let prefix = if base.is_empty() { String::new() } else { alloc::format!("{}/", base) };
+        let mut tasks = Vec::new();
+        if let Some(directories) = self.task_directories() {
+            match task_path(&base) {
+                Some((_, None)) => {
+                    for (name, _) in directories.files {
+                        children.insert(String::from(*name), FileType::Regular);
+                    }
+                }
+                _ if base.is_empty() => {
+                    (directories.for_each_id)(&mut |id| tasks.push(id));
+                    if (directories.current)().is_some() {
+                        children.insert(String::from("self"), FileType::Symlink);
+                    }
+                }
+                _ => {}
+            }
+        }
         super::for_each_name(|name| {
             if let Some(rest) = name.strip_prefix(prefix.as_str()) {
                 match rest.split_once('/') {
@@ -154,6 +233,12 @@ impl FileSystem for ProcFs {
         for (name, kind) in children {
             let inode = self.remember(join(&base, &name));
             entries.push(DirectoryEntry { name, inode, kind });
+        }
+        // Task directories last, in id order (Linux lists them after the fixed entries).
+        for id in tasks {
+            let name = alloc::format!("{}", id);
+            let inode = self.remember(name.clone());
+            entries.push(DirectoryEntry { name, inode, kind: FileType::Directory });
         }
         Ok(entries)
     }
@@ -177,7 +262,7 @@ impl FileSystem for ProcFs {
     }
     fn read(&self, inode: InodeNumber, offset: u64, buffer: &mut [u8]) -> Result<usize> {
         let path = self.path(inode)?;
-        if kind_of(&path) == Some(FileType::Directory) {
+        if self.kind_of(&path) == Some(FileType::Directory) {
             return Err(Errno::EISDIR);
         }
         let text = self.contents(&path)?;
@@ -195,13 +280,75 @@ impl FileSystem for ProcFs {
     fn truncate(&self, _: InodeNumber, _: u64) -> Result<()> {
         Err(Errno::EACCES)
     }
-    fn readlink(&self, _: InodeNumber) -> Result<String> {
-        Err(Errno::EINVAL)
+    fn readlink(&self, inode: InodeNumber) -> Result<String> {
+        if self.path(inode)? != "self" {
+            return Err(Errno::EINVAL);
+        }
+        let current = self.task_directories().and_then(|directories| (directories.current)()).ok_or(Errno::ENOENT)?;
+        Ok(alloc::format!("{}", current))
     }
     fn release(&self, _: InodeNumber) -> Result<()> {
         Ok(())
     }
     fn sync(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::ramfs::RamFs;
+    use crate::fs::vfs::Vfs;
+    use alloc::sync::Arc;
+    use core::fmt::Write;
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    /// Task ids alive in the fake task list: a bit per id below 64.
+    static ALIVE: AtomicU64 = AtomicU64::new(0);
+
+    fn for_each_id(visit: &mut dyn FnMut(u64)) {
+        (0..64).filter(|&id| exists(id)).for_each(visit);
+    }
+    fn exists(id: u64) -> bool {
+        id < 64 && ALIVE.load(Ordering::SeqCst) & (1 << id) != 0
+    }
+    fn current() -> Option<u64> {
+        exists(7).then_some(7)
+    }
+    fn show_status(id: u64, out: &mut dyn Write) -> Option<core::fmt::Result> {
+        exists(id).then(|| writeln!(out, "Name:\ttask{}\nPid:\t{}", id, id))
+    }
+    const FILES: [(&str, super::super::TaskShowFunction); 1] = [("status", show_status)];
+
+    #[test]
+    fn task_directories_come_and_go_and_self_points_at_the_current_task() {
+        ALIVE.store(1 << 7 | 1 << 12, Ordering::SeqCst);
+        let vfs = Vfs::new();
+        vfs.mount("rootfs", "/", Arc::new(RamFs::new(|| 0, 1 << 20)), false).unwrap();
+        vfs.mkdir(None, "/proc", 0o755).unwrap();
+        let tasks = TaskDirectories { for_each_id, exists, current, files: &FILES };
+        vfs.mount("proc", "/proc", Arc::new(ProcFs::with_task_directories(tasks)), false).unwrap();
+
+        let names: Vec<String> = vfs.read_directory(None, "/proc").unwrap().into_iter().map(|entry| entry.name).collect();
+        assert!(names.ends_with(&["7".into(), "12".into()]), "{names:?}");
+        assert!(names.contains(&"self".into()));
+        assert_eq!(vfs.read_to_end(None, "/proc/12/status").unwrap(), b"Name:\ttask12\nPid:\t12\n");
+        assert_eq!(vfs.readlink(None, "/proc/self").unwrap(), "7");
+        assert_eq!(vfs.read_to_end(None, "/proc/self/status").unwrap(), b"Name:\ttask7\nPid:\t7\n");
+        let listing: Vec<String> = vfs.read_directory(None, "/proc/12").unwrap().into_iter().map(|entry| entry.name).collect();
+        assert_eq!(listing, [".", "..", "status"]);
+        assert_eq!(vfs.stat(None, "/proc/13").unwrap_err(), Errno::ENOENT, "no such task yet");
+        assert_eq!(vfs.stat(None, "/proc/12/nothing").unwrap_err(), Errno::ENOENT);
+        assert_eq!(vfs.stat(None, "/proc/012").unwrap_err(), Errno::ENOENT, "ids have no leading zeros");
+
+        let open = vfs.open(None, "/proc/12/status", crate::fs::vfs::OpenFlags::READ_ONLY, 0).unwrap();
+        ALIVE.store(1 << 7 | 1 << 13, Ordering::SeqCst);
+        assert_eq!(vfs.stat(None, "/proc/12").unwrap_err(), Errno::ENOENT, "an exited task's directory is gone at once");
+        let mut buffer = [0u8; 16];
+        assert_eq!(vfs.read(&open, &mut buffer), Err(Errno::ENOENT), "reading a file of an exited task fails");
+        assert!(vfs.stat(None, "/proc/13").unwrap().is_directory(), "a new task's directory appears (no stale negative dentry)");
+        ALIVE.store(1 << 13, Ordering::SeqCst);
+        assert_eq!(vfs.readlink(None, "/proc/self").unwrap_err(), Errno::ENOENT, "no current task, no /proc/self");
     }
 }

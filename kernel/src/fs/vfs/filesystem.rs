@@ -22,6 +22,12 @@ pub trait FileSystem: Send + Sync {
     fn is_read_only(&self) -> bool {
         false
     }
+    /// Whether names may appear or vanish without going through the VFS (procfs's task
+    /// directories, devfs's block devices): the VFS then does not cache this file system's
+    /// lookups, positive or negative (Linux revalidates such dentries with `d_revalidate`).
+    fn dentries_may_change(&self) -> bool {
+        false
+    }
     /// Space and inode counts.
     fn statistics(&self) -> Result<FileSystemStatistics>;
     /// An inode's attributes.

@@ -289,13 +289,16 @@ impl Vfs {
     }
 
     fn lookup_raw(&self, directory: Location, name: &str) -> Result<Location> {
+        let mount = self.mount_of(directory.mount)?;
+        if mount.file_system.dentries_may_change() {
+            return mount.file_system.lookup(directory.inode, name).map(|inode| Location { mount: directory.mount, inode });
+        }
         let key = (directory.mount, directory.inode, String::from(name));
         match self.dentries.lock().lookup(&key) {
             CachedLookup::Found(inode) => return Ok(Location { mount: directory.mount, inode }),
             CachedLookup::Negative => return Err(Errno::ENOENT),
             CachedLookup::Unknown => {}
         }
-        let mount = self.mount_of(directory.mount)?;
         match mount.file_system.lookup(directory.inode, name) {
             Ok(inode) => {
                 self.dentries.lock().insert(key, Some(inode));
@@ -782,7 +785,12 @@ impl Vfs {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Reads a whole file (a convenience for the shell and tests).
+    /// Most bytes [`Vfs::read_to_end`] collects before giving up with `EFBIG` (an endless
+    /// device such as `/dev/zero` must not exhaust memory).
+    pub const MAX_READ_TO_END: usize = 64 << 20;
+
+    /// Reads a whole file (a convenience for the shell and tests); `EFBIG` past
+    /// [`Vfs::MAX_READ_TO_END`] bytes.
     pub fn read_to_end(&self, cwd: Option<Location>, path: &str) -> Result<Vec<u8>> {
         let file = self.open(cwd, path, OpenFlags::READ_ONLY, 0)?;
         // Read straight into a buffer of the stated size (procfs states 0), then grow.
@@ -792,7 +800,10 @@ impl Vfs {
         let mut filled = 0;
         loop {
             if filled == contents.len() {
-                contents.resize(contents.len() * 2, 0);
+                if filled >= Self::MAX_READ_TO_END {
+                    return Err(Errno::EFBIG);
+                }
+                contents.resize((contents.len() * 2).min(Self::MAX_READ_TO_END + 1), 0);
             }
             let count = self.read(&file, &mut contents[filled..])?;
             filled += count;

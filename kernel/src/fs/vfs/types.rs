@@ -106,6 +106,24 @@ pub struct Metadata {
     pub change_time: Seconds,
     /// The mount's device number (filled in by the VFS).
     pub device: u64,
+    /// The device a character or block special file stands for (`st_rdev`).
+    pub rdev: DeviceNumber,
+}
+
+/// A device's major and minor numbers (Linux's `dev_t`, Documentation/admin-guide/devices.txt).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DeviceNumber {
+    /// The driver class (1 memory devices and RAM disks, 5 the console, ...).
+    pub major: u32,
+    /// The instance within the class.
+    pub minor: u32,
+}
+
+impl DeviceNumber {
+    /// `major:minor`.
+    pub const fn new(major: u32, minor: u32) -> Self {
+        DeviceNumber { major, minor }
+    }
 }
 
 impl Metadata {
