@@ -5,6 +5,8 @@
 //! number out of range, a directory entry whose `rec_len` is 0 or runs past its block, an
 //! inode number past the count) fails the operation with `EUCLEAN` and a log message.
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod exercise;
 pub mod layout;
 
 use alloc::string::{String, ToString};
@@ -205,6 +207,38 @@ impl State {
         Ok(block)
     }
 
+    /// Whether `block` holds its group's metadata: the superblock and descriptor copy (in
+    /// groups with one), the bitmaps or the inode table. No file, directory or indirect
+    /// block may point there; a bitmap that marks one free is corrupt.
+    fn is_metadata_block(&self, block: u32) -> bool {
+        if block < self.geometry.first_data_block {
+            return false;
+        }
+        let group = self.geometry.group_of_block(block);
+        if group >= self.geometry.group_count {
+            return false;
+        }
+        let first = self.geometry.group_first_block(group);
+        if has_superblock_backup(group, self.geometry.sparse_super) && u64::from(block - first) < 1 + self.geometry.descriptor_blocks() {
+            return true;
+        }
+        let table = self.group_field(group, group::INODE_TABLE);
+        let table_blocks =
+            (u64::from(self.geometry.inodes_per_group) * u64::from(self.geometry.inode_size)).div_ceil(self.geometry.block_size);
+        block == self.group_field(group, group::BLOCK_BITMAP)
+            || block == self.group_field(group, group::INODE_BITMAP)
+            || (block >= table && u64::from(block - table) < table_blocks)
+    }
+
+    /// [`Self::check_block`] for a block a file or directory points to: in range and not metadata.
+    fn check_data_block(&self, block: u32, what: &str) -> Result<u32> {
+        self.check_block(block, what)?;
+        if self.is_metadata_block(block) {
+            return Err(corrupt(format_args!("{} block {} is metadata of group {}", what, block, self.geometry.group_of_block(block))));
+        }
+        Ok(block)
+    }
+
     fn read_block(&self, block: u32) -> Result<Vec<u8>> {
         let mut data = vec![0u8; self.geometry.block_size as usize];
         self.cache.read(u64::from(block) * self.geometry.block_size, &mut data)?;
@@ -319,11 +353,14 @@ impl State {
             let Some(bit) = Self::find_clear_bit(&bitmap, self.geometry.blocks_in_group(group), 0) else {
                 return Err(corrupt(format_args!("group {} claims free blocks but its bitmap is full", group)));
             };
+            let block = self.geometry.group_first_block(group) + bit;
+            if self.is_metadata_block(block) || block >= self.geometry.blocks_count {
+                return Err(corrupt(format_args!("group {} bitmap marks block {} free, which is metadata", group, block)));
+            }
             bitmap[(bit / 8) as usize] |= 1 << (bit % 8);
             self.write_block(bitmap_block, &bitmap)?;
             self.adjust_group(group, group::FREE_BLOCKS, -1);
             self.adjust_superblock(superblock::FREE_BLOCKS_COUNT, -1);
-            let block = self.geometry.group_first_block(group) + bit;
             self.write_block(block, &vec![0u8; self.geometry.block_size as usize])?;
             return Ok(block);
         }
@@ -331,7 +368,7 @@ impl State {
     }
 
     fn free_block(&mut self, block: u32) -> Result<()> {
-        self.check_block(block, "freed")?;
+        self.check_data_block(block, "freed")?;
         let group = self.geometry.group_of_block(block);
         let bit = block - self.geometry.group_first_block(group);
         let bitmap_block = self.group_field(group, group::BLOCK_BITMAP);
@@ -459,7 +496,7 @@ impl State {
             inode.set_block_pointer(slot, block);
             inode.add_sectors(i64::from(self.geometry.sectors_per_block()));
         } else {
-            self.check_block(block, "mapped")?;
+            self.check_data_block(block, "mapped")?;
         }
         for index in indexes {
             let offset = index as usize * 4;
@@ -467,7 +504,7 @@ impl State {
             self.cache.read(u64::from(block) * self.geometry.block_size + offset as u64, &mut pointer)?;
             let next = u32::from_le_bytes(pointer);
             if next != 0 {
-                block = self.check_block(next, "indirect-mapped")?;
+                block = self.check_data_block(next, "indirect-mapped")?;
                 continue;
             }
             if !allocate {
@@ -491,7 +528,7 @@ impl State {
         if block == 0 {
             return Ok(None);
         }
-        self.check_block(block, "mapped")?;
+        self.check_data_block(block, "mapped")?;
         for (level, index) in indexes.iter().enumerate() {
             if memo[level].as_ref().map(|(cached, _)| *cached) != Some(block) {
                 memo[level] = Some((block, self.read_block(block)?));
@@ -501,7 +538,7 @@ impl State {
             if next == 0 {
                 return Ok(None);
             }
-            block = self.check_block(next, "indirect-mapped")?;
+            block = self.check_data_block(next, "indirect-mapped")?;
         }
         Ok(Some(block))
     }
@@ -513,7 +550,7 @@ impl State {
         if depth_guard > 3 {
             return Err(Errno::EUCLEAN);
         }
-        self.check_block(block, "indirect")?;
+        self.check_data_block(block, "indirect")?;
         let per = self.geometry.pointers_per_block();
         let span = per.pow(level - 1);
         let mut table = self.read_block(block)?;

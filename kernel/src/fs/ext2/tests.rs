@@ -517,3 +517,137 @@ fn random_corruption_never_panics() {
         let _ = vfs.unmount_all();
     }
 }
+
+/// The stable counterpart of the cargo-fuzz target (fuzz/): a fixed seed, a bounded number
+/// of mutated images, each mounted, walked, read and changed by `exercise_image`. A refused
+/// mount must leave the image untouched.
+#[test]
+fn seeded_mutations_mount_walk_and_read_without_panic() {
+    if !have_e2fsprogs() {
+        return;
+    }
+    let scratch = Scratch::new("mutations");
+    let source = scratch.0.join("tree");
+    std::fs::create_dir(&source).unwrap();
+    populate(&source);
+    for block_size in [1024u32, 4096] {
+        let bytes = make_image(&scratch, block_size, 2048, Some(&source));
+        let pristine = super::exercise::exercise_image(&bytes);
+        assert!(pristine.mounted && pristine.entries > 150 && pristine.bytes_read > 60_000, "{pristine:?}");
+        let (mut mounted, mut refused) = (0, 0);
+        for seed in 0..250u64 {
+            let damaged = super::exercise::mutate(&bytes, seed + u64::from(block_size) * 1000, 320 * 1024);
+            let usable = damaged.len() / 512 * 512;
+            let disk = Arc::new(RamDisk::from_vec("ram0", 512, damaged[..usable].to_vec()));
+            if Ext2::mount(PageCache::with_clock(disk.clone(), 64, || 0), false, clock).is_err() {
+                assert!(disk.snapshot() == damaged[..usable], "seed {seed}: a refused mount wrote to the image");
+                refused += 1;
+                continue;
+            }
+            mounted += 1;
+            super::exercise::exercise_image(&damaged);
+        }
+        assert!(mounted > 50 && refused > 5, "the mutations reach both outcomes: {mounted} mounted, {refused} refused");
+    }
+}
+
+/// The fuzzer's seed (fuzz/seeds, made by mke2fs as docs/fuzzing.md says) is a valid image
+/// the exercise driver explores completely.
+#[test]
+fn fuzz_seed_image_is_explored() {
+    let seed = include_bytes!("../../../../fuzz/seeds/small-1k.ext2");
+    let exploration = super::exercise::exercise_image(seed);
+    // Entries with . and ..: / (lost+found, hello, dir) 5, /lost+found 2, /dir (data, link,
+    // sub) 5, /dir/sub 2. Each file is read at its start and its end.
+    assert_eq!(exploration, super::exercise::Exploration { mounted: true, entries: 14, bytes_read: 14000 * 2 + 6 * 2 });
+}
+
+/// Counts that lie, bitmaps that free metadata, block pointers into metadata, and a
+/// directory that is its own parent: each fails with a clear error, and metadata is never
+/// overwritten.
+#[test]
+fn corrupt_images_fail_cleanly_everywhere() {
+    if !have_e2fsprogs() {
+        return;
+    }
+    let scratch = Scratch::new("lying");
+    let source = scratch.0.join("tree");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("file"), pattern(5000, 6)).unwrap();
+    std::fs::create_dir_all(source.join("dir/sub")).unwrap();
+    std::fs::create_dir(source.join("other")).unwrap();
+    let bytes = make_image(&scratch, 1024, 2048, Some(&source));
+    let descriptor = 2048;
+    let block_bitmap = u32_at(&bytes, descriptor) as usize;
+    let inode_table = u32_at(&bytes, descriptor + 8);
+
+    // Free counts larger than the totals refuse the mount.
+    let mut lying = bytes.clone();
+    set_u32(&mut lying, 1024 + 12, u32_at(&bytes, 1024 + 4) + 1);
+    assert!(mount_error(lying).message.contains("free counts exceed"));
+    let mut lying = bytes.clone();
+    lying[descriptor + 12..descriptor + 14].copy_from_slice(&60_000u16.to_le_bytes());
+    assert!(mount_error(lying).message.contains("free counts exceed the group"));
+
+    // The block bitmap marks the first inode-table block free: allocation refuses it
+    // instead of zeroing the table (which holds the root inode).
+    let mut freed_table = bytes.clone();
+    let bit = (inode_table - 1) as usize;
+    freed_table[block_bitmap * 1024 + bit / 8] &= !(1 << (bit % 8));
+    let (disk, _ext2, vfs) = mount_image(freed_table);
+    assert_eq!(vfs.write_file(None, "/new", &[7; 3000], false), Err(Errno::EUCLEAN));
+    let _ = vfs.unmount_all();
+    let (_disk, _ext2, vfs) = mount_image(disk.snapshot());
+    assert!(vfs.read_to_end(None, "/file").unwrap() == pattern(5000, 6), "the root inode and the file survive");
+
+    // Every bitmap full while the descriptors claim free blocks.
+    let mut full = bytes.clone();
+    let groups = u32_at(&bytes, 1024 + 4).div_ceil(u32_at(&bytes, 1024 + 32));
+    for group in 0..groups as usize {
+        let bitmap = u32_at(&bytes, descriptor + group * 32) as usize;
+        full[bitmap * 1024..bitmap * 1024 + 1024].fill(0xff);
+    }
+    let (_disk, _ext2, vfs) = mount_image(full);
+    assert_eq!(vfs.write_file(None, "/file", &[1; 3000], true), Err(Errno::EUCLEAN));
+    // The append fills the last block's tail (a short write), then allocation fails.
+    let contents = vfs.read_to_end(None, "/file").unwrap();
+    assert!(
+        contents.len() == 5120 && contents[..5000] == pattern(5000, 6)[..],
+        "a failed append keeps the data ({} bytes)",
+        contents.len()
+    );
+    assert!(contents[5000..].iter().all(|&byte| byte == 1));
+
+    // A file's first block pointer aims at the inode table: reads, writes and truncation
+    // all fail, and the table is not touched.
+    let (_disk, ext2, vfs) = mount_image(bytes.clone());
+    let file_inode = vfs.stat(None, "/file").unwrap().inode as u32;
+    let position = inode_offset(&ext2, file_inode) as usize;
+    drop(vfs);
+    let mut into_table = bytes.clone();
+    set_u32(&mut into_table, position + 40, inode_table);
+    let table_before = into_table[inode_table as usize * 1024..inode_table as usize * 1024 + 1024].to_vec();
+    let (disk, _ext2, vfs) = mount_image(into_table);
+    assert_eq!(vfs.read_to_end(None, "/file"), Err(Errno::EUCLEAN));
+    assert_eq!(vfs.write_file(None, "/file", b"overwrite", false), Err(Errno::EUCLEAN));
+    assert_eq!(vfs.truncate(None, "/file", 0), Err(Errno::EUCLEAN));
+    let snapshot = disk.snapshot();
+    let table_after = &snapshot[inode_table as usize * 1024..inode_table as usize * 1024 + 1024];
+    // Inode 1 (bad blocks) and 2 (root) lie in the first table block; only the root's
+    // times may change, and nothing is zeroed.
+    assert_eq!(&table_after[..128], &table_before[..128], "inode 1 untouched");
+    assert_eq!(u32_at(table_after, 128 + 40), u32_at(&table_before, 128 + 40), "the root's first block pointer survives");
+
+    // /dir's ".." entry points at /dir itself: walking up from it is bounded (ELOOP).
+    let (disk, ext2, vfs) = mount_image(bytes.clone());
+    let dir_inode = vfs.stat(None, "/dir").unwrap().inode as u32;
+    {
+        let mut state = ext2.state.lock();
+        let mut directory = state.read_inode(dir_inode).unwrap();
+        state.retarget_entry(&mut directory, "..", dir_inode, FileType::Directory).unwrap();
+    }
+    let _ = disk;
+    assert_eq!(vfs.rename(None, "/other", "/dir/moved"), Err(Errno::ELOOP), "the ancestry walk stops");
+    assert!(vfs.stat(None, "/dir/sub").unwrap().is_directory(), "walking down still works");
+    assert!(crate::fs::commands::disk_usage(&vfs, None, "/").is_ok());
+}
