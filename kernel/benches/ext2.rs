@@ -1,9 +1,10 @@
 //! Host benchmark of Hinoki's ext2 read path against the `ext4-view` crate, both reading the same `mke2fs` image from memory in the same run.
 //!
-//! Run: `cargo bench -p hinoki-kernel --bench ext2` (needs `mke2fs`). The image (4 KiB
-//! blocks) holds a 16 MiB file and 1000 files of 4 KiB. Hinoki reads through the VFS and
-//! the page cache over a RAM disk, cold (fresh mount and cache each iteration) and warm
-//! (pages cached); ext4-view reads the image bytes directly. Results: `docs/benchmarks-fs.md`.
+//! Run: `cargo xtask bench fs` or `cargo bench -p hinoki-kernel --bench ext2` (needs
+//! `mke2fs`). The image (4 KiB blocks) holds a 16 MiB file, 1000 files of 4 KiB and a tree
+//! of 110 directories with 500 small files. Hinoki reads through the VFS and the page cache
+//! over a RAM disk, cold (fresh mount and cache each iteration) and warm (pages cached);
+//! ext4-view reads the image bytes directly. Results: `docs/benchmarks-fs.md`.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -20,6 +21,45 @@ use hinoki_kernel::fs::vfs::Vfs;
 const LARGE: usize = 16 << 20;
 const SMALL_FILES: usize = 1000;
 const SMALL: usize = 4096;
+/// The walked tree: /walk/dNN/eNN/fN, 10 x 10 directories of 5 files.
+const WALK_FANOUT: usize = 10;
+const WALK_FILES: usize = 5;
+
+/// Walks the whole tree below `path` through Hinoki's VFS, `lstat`ing every entry;
+/// returns the number of entries seen (without `.` and `..`).
+fn walk_hinoki(vfs: &Vfs, path: &str) -> usize {
+    let mut count = 0;
+    for entry in vfs.read_directory(None, path).unwrap() {
+        if entry.name == "." || entry.name == ".." {
+            continue;
+        }
+        let child = if path == "/" { format!("/{}", entry.name) } else { format!("{path}/{}", entry.name) };
+        let metadata = vfs.lstat(None, &child).unwrap();
+        count += 1;
+        if metadata.is_directory() {
+            count += walk_hinoki(vfs, &child);
+        }
+    }
+    count
+}
+
+/// The same walk through ext4-view: `read_dir` and each entry's metadata.
+fn walk_ext4(ext4: &ext4_view::Ext4, path: ext4_view::PathBuf) -> usize {
+    let mut count = 0;
+    for entry in ext4.read_dir(&path).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name.as_str() == Ok(".") || name.as_str() == Ok("..") {
+            continue;
+        }
+        let metadata = entry.metadata().unwrap();
+        count += 1;
+        if metadata.is_dir() {
+            count += walk_ext4(ext4, entry.path());
+        }
+    }
+    count
+}
 
 fn contents(length: usize, seed: u32) -> Vec<u8> {
     let mut state = seed | 1;
@@ -42,12 +82,21 @@ fn build_image() -> Vec<u8> {
     for index in 0..SMALL_FILES {
         std::fs::write(tree.join(format!("small/{index:04}")), contents(SMALL, index as u32 + 2)).unwrap();
     }
+    for outer in 0..WALK_FANOUT {
+        for inner in 0..WALK_FANOUT {
+            let directory = tree.join(format!("walk/d{outer:02}/e{inner:02}"));
+            std::fs::create_dir_all(&directory).unwrap();
+            for file in 0..WALK_FILES {
+                std::fs::write(directory.join(format!("f{file}")), b"x").unwrap();
+            }
+        }
+    }
     let image = scratch.join("bench.ext2");
     let status = Command::new("mke2fs")
         .args(["-q", "-F", "-t", "ext2", "-b", "4096", "-d"])
         .arg(&tree)
         .arg(&image)
-        .arg("48M")
+        .arg("56M")
         .env("MKE2FS_CONFIG", "/dev/null")
         .status()
         .expect("mke2fs is needed for this benchmark (apt-get install e2fsprogs)");
@@ -94,6 +143,16 @@ fn benches(criterion: &mut Criterion) {
     group.bench_function("ext4_view", |bencher| {
         bencher.iter(|| small_paths.iter().map(|path| ext4.read(path.as_str()).unwrap().len()).sum::<usize>())
     });
+    group.finish();
+
+    let root = || ext4_view::PathBuf::try_from("/").unwrap();
+    let entries = walk_hinoki(&warm, "/");
+    assert_eq!(entries, walk_ext4(&ext4, root()), "both walks see the same tree");
+    let mut group = criterion.benchmark_group(format!("ext2_walk_tree_{entries}_entries"));
+    group.throughput(Throughput::Elements(entries as u64)).sample_size(10).measurement_time(Duration::from_secs(3));
+    group.bench_function("hinoki_cold", |bencher| bencher.iter(|| black_box(walk_hinoki(&mount(&disk), "/"))));
+    group.bench_function("hinoki_warm", |bencher| bencher.iter(|| black_box(walk_hinoki(&warm, "/"))));
+    group.bench_function("ext4_view", |bencher| bencher.iter(|| black_box(walk_ext4(&ext4, root()))));
     group.finish();
 }
 

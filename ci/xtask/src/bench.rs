@@ -15,11 +15,13 @@ pub fn run(options: &crate::Options) -> Result<(), String> {
         "sched" => sched(options),
         "mm-kernel" => mm_kernel(options),
         "disk" => crate::bench_disk::run(options),
+        "fs" => fs(),
         "all" => {
             boot(options)?;
-            host_bench("mm")
+            host_bench("mm")?;
+            fs()
         }
-        other => Err(format!("unknown benchmark '{other}' (boot, mm, sched, mm-kernel, disk, all)")),
+        other => Err(format!("unknown benchmark '{other}' (boot, mm, sched, mm-kernel, disk, fs, all)")),
     }
 }
 
@@ -34,6 +36,15 @@ fn host_bench(name: &str) -> Result<(), String> {
     } else {
         Err(format!("cargo bench --bench {name} failed"))
     }
+}
+
+/// The host file-system benchmark: Hinoki's ext2 read path against ext4-view on the same
+/// mke2fs image (kernel/benches/ext2.rs; results in docs/benchmarks-fs.md).
+fn fs() -> Result<(), String> {
+    if Command::new("mke2fs").arg("-V").output().is_err() {
+        return Err("the fs benchmark needs mke2fs (apt-get install e2fsprogs)".into());
+    }
+    host_bench("ext2")
 }
 
 fn median(values: &mut [f64]) -> f64 {

@@ -35,6 +35,7 @@ verbs:
                                         and N CPUs at once (default 4), fragmentation
   bench disk [--board B] [--runs N]     ext2 over virtio-blk under QEMU: sequential MiB/s and
                                         metadata ops/s, cold and warm cache
+  bench fs                              host ext2 read benchmark against ext4-view (criterion, needs mke2fs)
   boards                                list the boards
 
 The default board is qemu-virt.";

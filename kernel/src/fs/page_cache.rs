@@ -122,7 +122,12 @@ impl PageCache {
                 statistics: PageCacheStatistics::default(),
             }),
         });
-        CACHES.lock().push(Arc::downgrade(&cache));
+        let mut caches = CACHES.lock();
+        // Forget caches already dropped, so mounting and unmounting many times (the fuzzer)
+        // does not grow the list.
+        caches.retain(|cache| cache.strong_count() > 0);
+        caches.push(Arc::downgrade(&cache));
+        drop(caches);
         cache
     }
 
