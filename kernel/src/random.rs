@@ -216,7 +216,11 @@ pub fn get_random_bytes(buffer: &mut [u8]) {
     if CRNG.lock().needs_reseed(now) {
         reseed();
     }
-    CRNG.lock().fill(buffer);
+    // One key's worth at a time, so a large read does not hold the lock (with interrupts
+    // masked) for long.
+    for chunk in buffer.chunks_mut(BYTES_PER_KEY) {
+        CRNG.lock().fill(chunk);
+    }
 }
 
 /// A random `u64` from [`get_random_bytes`].

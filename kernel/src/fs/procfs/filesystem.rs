@@ -13,6 +13,8 @@ use crate::sync::SpinLock;
 
 /// The root directory's inode number.
 pub const ROOT_INODE: InodeNumber = 1;
+/// Paths remembered for inode numbers before those of exited tasks are forgotten.
+const MAX_REMEMBERED_PATHS: usize = 1024;
 
 /// The mountable procfs. Inode numbers are hashes of the path inside `/proc`.
 pub struct ProcFs {
@@ -117,7 +119,13 @@ impl ProcFs {
 
     fn remember(&self, path: String) -> InodeNumber {
         let inode = inode_of(&path);
-        self.paths.lock().insert(inode, path);
+        let mut paths = self.paths.lock();
+        if paths.len() >= MAX_REMEMBERED_PATHS {
+            // Task directories come and go: forget the paths of tasks that are gone.
+            let tasks = self.task_directories();
+            paths.retain(|_, known| task_path(known).is_none_or(|(id, _)| tasks.is_some_and(|tasks| (tasks.exists)(id))));
+        }
+        paths.insert(inode, path);
         inode
     }
 
