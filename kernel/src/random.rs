@@ -242,6 +242,10 @@ crate::ktest!(
         // 16384 with overwhelming probability; a stuck or zeroed generator falls far outside.
         let ones: u32 = first.iter().map(|byte| byte.count_ones()).sum();
         crate::kassert!((15_841..=16_927).contains(&ones), "{} one bits of 32768", ones);
+        let cpu = crate::platform().cpu();
+        if let (Some(first), Some(second)) = (cpu.hardware_random_u64(), cpu.hardware_random_u64()) {
+            crate::kassert!(first != second, "the hardware generator repeated {:#x}", first);
+        }
         log::info!("random: hardware generator {}", if hardware_generator_available() { "present" } else { "absent" });
         Ok(())
     }

@@ -18,10 +18,11 @@ usage: cargo xtask <verb> [options]
 
 verbs:
   build [--board B] [--release]         build a board's kernel and image
-  run [--board B] [--smp N] [--gdb] [--release] [--append ARGS] [--machine M] [--defmt] [--icount] [--disk IMAGE]...
+  run [--board B] [--smp N] [--gdb] [--release] [--append ARGS] [--machine M] [--cpu MODEL] [--defmt] [--icount] [--disk IMAGE]...
                                         boot a board in QEMU with the console on this terminal
                                         (--defmt: logs as defmt frames, decoded by defmt-print;
                                         --icount: single-threaded TCG, -icount shift=0;
+                                        --cpu: another QEMU CPU model, e.g. max for RNDR/RDRAND;
                                         --disk: attach a raw image as virtio-blk, vda first; an
                                         ext2 file system on vda or vda1 is mounted on /mnt)
   test [--board B] [--config C] [--suite PREFIX] [--no-host] [--timeout SECONDS]
@@ -69,6 +70,7 @@ pub struct Options {
     pub out: Option<PathBuf>,
     pub append: Option<String>,
     pub machine: Option<String>,
+    pub cpu: Option<String>,
     pub timeout: Option<u64>,
     pub runs: Option<usize>,
     /// Disk images to attach as virtio-blk (`--disk`, repeatable).
@@ -101,6 +103,7 @@ fn parse_options(arguments: &[String]) -> Result<Options, String> {
             "--out" => options.out = Some(PathBuf::from(value("--out")?)),
             "--append" => options.append = Some(value("--append")?),
             "--machine" => options.machine = Some(value("--machine")?),
+            "--cpu" => options.cpu = Some(value("--cpu")?),
             "--timeout" => options.timeout = Some(value("--timeout")?.parse().map_err(|_| "--timeout needs seconds".to_string())?),
             "--runs" => options.runs = Some(value("--runs")?.parse().map_err(|_| "--runs needs a number".to_string())?),
             other if other.starts_with("--") => return Err(format!("unknown option {other}")),

@@ -104,6 +104,8 @@ pub fn run_interactive(options: &crate::Options) -> Result<(), String> {
     // multi-threaded TCG cannot do.
     let mut extra = if options.icount { ["-accel", "tcg,thread=single", "-icount", "shift=0"].map(String::from).to_vec() } else { vec![] };
     extra.extend(disk_arguments(&board, &options.disks)?);
+    // A later `-cpu` overrides the board's own.
+    extra.extend(options.cpu.iter().flat_map(|model| ["-cpu".to_string(), model.clone()]));
     let launch = Launch { machine: options.machine.clone(), smp: options.smp, append: options.append.clone(), gdb: options.gdb, extra };
     let command = command(&board, &built, &launch)?;
     // mon:stdio multiplexes the QEMU monitor on the terminal: Ctrl-A X quits, Ctrl-A C toggles.
