@@ -208,7 +208,7 @@ pub fn write_block_device(device: &dyn BlockDevice, offset: u64, data: &[u8]) ->
     if start != 0 {
         device.read_blocks(first_block, &mut scratch[..block_size as usize])?;
     }
-    if end % block_size != 0 && (last_block != first_block || start == 0) {
+    if !end.is_multiple_of(block_size) && (last_block != first_block || start == 0) {
         let tail = scratch.len() - block_size as usize;
         device.read_blocks(last_block, &mut scratch[tail..])?;
     }

@@ -355,42 +355,58 @@ impl Vfs {
         let mut current = if path.starts_with('/') { self.root()? } else { start };
         let must_be_directory = path.ends_with('/');
         let components: Vec<&str> = path.split('/').filter(|component| !component.is_empty()).collect();
+        // Whether `current` is a directory, when the previous step already read its inode
+        // (following a name reads it), so each component costs one inode read, not two.
+        let mut known_directory: Option<bool> = None;
+        let is_directory = |vfs: &Self, location: Location, known: Option<bool>| -> Result<bool> {
+            match known {
+                Some(answer) => Ok(answer),
+                None => Ok(vfs.metadata_at(location)?.is_directory()),
+            }
+        };
         for (index, component) in components.iter().enumerate() {
             let last = index + 1 == components.len();
-            if !self.metadata_at(current)?.is_directory() {
+            if !is_directory(self, current, known_directory.take())? {
                 return Err(Errno::ENOTDIR);
             }
             current = match *component {
-                "." => current,
+                "." => {
+                    known_directory = Some(true);
+                    current
+                }
                 ".." => self.parent(current)?,
                 name => {
                     check_name_length(name)?;
                     let child = self.cross_mounts(self.lookup_raw(current, name)?)?;
                     if !last || follow_last || must_be_directory {
-                        self.follow(current, child, depth)?
+                        let (target, kind) = self.follow(current, child, depth)?;
+                        known_directory = kind.map(|kind| kind == FileType::Directory);
+                        target
                     } else {
                         child
                     }
                 }
             };
         }
-        if must_be_directory && !self.metadata_at(current)?.is_directory() {
+        if must_be_directory && !is_directory(self, current, known_directory)? {
             return Err(Errno::ENOTDIR);
         }
         Ok(current)
     }
 
-    fn follow(&self, directory: Location, location: Location, depth: &mut u32) -> Result<Location> {
+    /// Resolves `location` if it is a symbolic link (relative to `directory`); returns where
+    /// it leads and, when no link was followed, the file type read on the way.
+    fn follow(&self, directory: Location, location: Location, depth: &mut u32) -> Result<(Location, Option<FileType>)> {
         let metadata = self.metadata_at(location)?;
         if metadata.kind != FileType::Symlink {
-            return Ok(location);
+            return Ok((location, Some(metadata.kind)));
         }
         *depth += 1;
         if *depth > MAX_SYMLINK_DEPTH {
             return Err(Errno::ELOOP);
         }
         let target = self.mount_of(location.mount)?.file_system.readlink(location.inode)?;
-        self.walk(directory, &target, true, depth)
+        self.walk(directory, &target, true, depth).map(|location| (location, None))
     }
 
     /// The directory that would hold `path`'s last component, and that component.
