@@ -11,17 +11,9 @@ pub struct Aarch64Cpu {
     has_random_number: bool,
 }
 
-/// Reads ID_AA64ISAR0_EL1 (instruction set attributes: RNDR in bits 63:60).
-pub fn instruction_set_attributes_0() -> u64 {
-    let value: u64;
-    // SAFETY: reading ID_AA64ISAR0_EL1 has no side effects and is allowed at EL1.
-    unsafe { asm!("mrs {}, id_aa64isar0_el1", out(reg) value, options(nomem, nostack, preserves_flags)) };
-    value
-}
-
-/// Whether the CPU implements RNDR/RNDRRS (FEAT_RNG: ID_AA64ISAR0_EL1.RNDR is not 0).
+/// Whether the CPU implements RNDR/RNDRRS (FEAT_RNG: ID_AA64ISAR0_EL1.RNDR, bits 63:60, is not 0).
 pub fn has_random_number_instructions() -> bool {
-    instruction_set_attributes_0() >> 60 != 0
+    instruction_set_attributes() >> 60 != 0
 }
 
 /// One RNDR read: 64 random bits, or `None` when the generator reported failure
