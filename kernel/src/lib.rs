@@ -128,6 +128,7 @@ pub fn kernel_main(platform: &'static dyn Platform) -> ! {
         softirq::init();
     }
     softirq::register_proc_files();
+    time::init();
     if let Err(error) = fs::root::init_root() {
         log::error!("vfs: cannot mount the root file system: {}", error);
     }

@@ -144,6 +144,14 @@ fn handle_tick(_irq: u32) {
         return;
     };
     let deadline = slot.load(Ordering::Relaxed);
+    // deferred-time: the device also fires for hrtimers between ticks; run the expired
+    // ones, and if the tick is not due yet, only re-program the device.
+    crate::time::hrtimer::run_expired_local();
+    if now < deadline {
+        crate::time::hrtimer::count_early_interrupt();
+        program_next_event(event, deadline);
+        return;
+    }
     if cpu == 0 {
         let sequence = TICKS.fetch_add(1, Ordering::Relaxed);
         if now < deadline {
@@ -158,9 +166,39 @@ fn handle_tick(_irq: u32) {
         JIFFIES.fetch_add(elapsed, Ordering::Relaxed);
     }
     slot.store(next, Ordering::Relaxed);
-    let now = clock.counter();
-    event.set_oneshot(ticks_to_nanoseconds_ceiling(next.saturating_sub(now), clock.frequency_hz()));
+    program_next_event(event, next);
+    // deferred-time: timer-wheel work of this tick.
+    crate::time::timer::run_local_timers();
     crate::sched::scheduler_tick();
+}
+
+/// Programs the calling CPU's clock-event device for the earlier of its next tick (the
+/// counter value `next_tick`) and its first hrtimer.
+fn program_next_event(event: &dyn ClockEvent, next_tick: u64) {
+    let clock = crate::platform().clock();
+    let frequency = clock.frequency_hz();
+    let now = clock.counter();
+    let tick_delay = ticks_to_nanoseconds_ceiling(next_tick.saturating_sub(now), frequency);
+    let now_nanoseconds = hinoki_interface::clock::counter_to_nanoseconds(now, frequency);
+    let delay = crate::time::hrtimer::next_event_delay(
+        now_nanoseconds,
+        now_nanoseconds.saturating_add(tick_delay),
+        crate::time::hrtimer::first_deadline_local(),
+    );
+    event.set_oneshot(delay);
+}
+
+/// Re-programs the calling CPU's clock-event device after its first hrtimer changed
+/// (interrupts masked meanwhile). Does nothing on a CPU without a running tick.
+pub fn reprogram_clock_event() {
+    let Some(platform) = crate::try_platform() else { return };
+    let Some(event) = platform.clock_event() else { return };
+    let saved = platform.cpu().disable_interrupts();
+    let next_tick = NEXT_DEADLINE.get(irq::current_cpu()).map_or(0, |slot| slot.load(Ordering::Relaxed));
+    if next_tick != 0 {
+        program_next_event(event, next_tick);
+    }
+    platform.cpu().restore_interrupts(saved);
 }
 
 crate::ktest!(

@@ -62,7 +62,6 @@ static SWITCH: Once<ContextSwitch> = Once::new();
 static TICK_SEEN: AtomicBool = AtomicBool::new(false);
 /// Earliest deadline among sleeping tasks, `u64::MAX` when none.
 static NEXT_WAKEUP: AtomicU64 = AtomicU64::new(u64::MAX);
-static SLEEPERS: IrqSpinLock<BTreeMap<(u64, TaskId), Arc<Task>>> = IrqSpinLock::new(BTreeMap::new());
 /// Every task that has not exited, by id (for `ps`, `/proc` and lookups).
 pub(super) static TASKS: IrqSpinLock<BTreeMap<TaskId, Arc<Task>>> = IrqSpinLock::new(BTreeMap::new());
 /// Tasks created since boot (`processes` in `/proc/stat`).
@@ -399,7 +398,8 @@ pub fn scheduler_tick() {
 }
 
 /// Puts the calling task to sleep until the clock reaches `deadline` (nanoseconds since
-/// boot) or someone wakes it. Woken at the tick or by the idle loop after the deadline.
+/// boot) or someone wakes it. Woken by a high-resolution timer at the deadline, not
+/// rounded to the tick (deferred-time: the body is the hrtimer sleep).
 #[track_caller]
 pub fn sleep_until(deadline: u64) {
     crate::lockdep::might_sleep();
@@ -409,45 +409,27 @@ pub fn sleep_until(deadline: u64) {
         }
         return;
     };
+    if clock() >= deadline {
+        return;
+    }
+    let sleeper = task.clone();
+    let timer = crate::time::HrTimer::new(move || {
+        wake_up_process(&sleeper);
+    });
     while clock() < deadline {
         task.set_state(TaskState::Interruptible);
-        {
-            let mut sleepers = SLEEPERS.lock();
-            sleepers.insert((deadline, task.id()), task.clone());
-            NEXT_WAKEUP.fetch_min(deadline, Ordering::AcqRel);
-        }
+        timer.start(deadline);
         schedule();
-        let mut sleepers = SLEEPERS.lock();
-        sleepers.remove(&(deadline, task.id()));
-        NEXT_WAKEUP.store(sleepers.keys().next().map_or(u64::MAX, |&(time, _)| time), Ordering::Release);
     }
+    timer.cancel();
     task.set_state(TaskState::Running);
 }
 
-/// Wakes every sleeper whose deadline has passed.
+/// Runs this CPU's expired high-resolution timers (sleepers among them); the clock-event
+/// interrupt does this too, the idle loop polls it for boards without a tick
+/// (deferred-time: the body is the hrtimer expiry).
 pub fn wake_expired_sleepers() {
-    let now = clock();
-    if NEXT_WAKEUP.load(Ordering::Acquire) > now {
-        return;
-    }
-    loop {
-        let expired = {
-            let mut sleepers = SLEEPERS.lock();
-            let first = sleepers.first_key_value().map(|(&key, _)| key);
-            let taken = match first {
-                Some(key) if key.0 <= now => sleepers.remove(&key),
-                _ => None,
-            };
-            NEXT_WAKEUP.store(sleepers.keys().next().map_or(u64::MAX, |&(time, _)| time), Ordering::Release);
-            taken
-        };
-        match expired {
-            Some(task) => {
-                wake_up_process(&task);
-            }
-            None => break,
-        }
-    }
+    crate::time::hrtimer::run_expired_local();
 }
 
 /// The idle task's loop: runs whatever becomes runnable and otherwise halts the CPU until

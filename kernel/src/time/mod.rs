@@ -1,6 +1,16 @@
-//! Time since boot from the platform clocksource.
+//! Time: uptime from the platform clocksource, kernel timers on the jiffies timer wheel, and high-resolution timers on the clock-event device.
 
+pub mod hrtimer;
+pub mod timer;
+pub mod wheel;
+
+mod ktests;
+
+use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
+
+pub use hrtimer::HrTimer;
+pub use timer::Timer;
 
 static BOOT_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -26,6 +36,21 @@ pub fn since_reset_nanoseconds() -> u64 {
 /// Nanoseconds since the clocksource origin; this is the kernel's uptime clock.
 pub fn since_boot_nanoseconds() -> u64 {
     since_reset_nanoseconds()
+}
+
+/// Installs the timer softirq handlers and registers `/proc/timer_list`.
+pub fn init() {
+    timer::init();
+    if let Err(error) = crate::fs::procfs::register("timer_list", show_timer_list) {
+        log::warn!("time: cannot register /proc/timer_list: {:?}", error);
+    }
+}
+
+fn show_timer_list(out: &mut dyn Write) -> fmt::Result {
+    let cpus = crate::try_platform().map_or(1, |platform| platform.cpu().online_count() as usize).clamp(1, crate::sched::MAX_SCHED_CPUS);
+    writeln!(out, "Timer List Version: hinoki-1")?;
+    hrtimer::write_timer_list(out, cpus)?;
+    timer::write_timer_list(out, cpus)
 }
 
 /// Splits nanoseconds into (days, hours, minutes, seconds, milliseconds).
