@@ -30,6 +30,7 @@ pub mod sync;
 pub mod tick;
 pub mod time;
 pub mod tty;
+pub mod workqueue;
 
 use hinoki_interface::Platform;
 use sync::Once;
@@ -129,6 +130,9 @@ pub fn kernel_main(platform: &'static dyn Platform) -> ! {
     }
     softirq::register_proc_files();
     time::init();
+    if sched::is_running() {
+        workqueue::init();
+    }
     if let Err(error) = fs::root::init_root() {
         log::error!("vfs: cannot mount the root file system: {}", error);
     }
