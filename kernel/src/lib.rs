@@ -22,6 +22,7 @@ pub mod mm;
 pub mod panic;
 pub mod printk;
 pub mod random;
+pub mod rcu;
 pub mod sched;
 pub mod shell;
 pub mod smp;
@@ -130,6 +131,7 @@ pub fn kernel_main(platform: &'static dyn Platform) -> ! {
     }
     softirq::register_proc_files();
     time::init();
+    rcu::init();
     if sched::is_running() {
         workqueue::init();
     }

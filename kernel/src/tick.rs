@@ -167,8 +167,9 @@ fn handle_tick(_irq: u32) {
     }
     slot.store(next, Ordering::Relaxed);
     program_next_event(event, next);
-    // deferred-time: timer-wheel work of this tick.
+    // deferred-time: timer-wheel and RCU work of this tick.
     crate::time::timer::run_local_timers();
+    crate::rcu::rcu_sched_clock_irq();
     crate::sched::scheduler_tick();
 }
 

@@ -250,6 +250,8 @@ fn schedule_with(requeue: Requeue) {
     let Some(operations) = SWITCH.get() else { return };
     let Some(platform) = crate::try_platform() else { return };
     let saved = platform.cpu().disable_interrupts();
+    // deferred-time: a task calling the scheduler is outside every RCU reader.
+    crate::rcu::rcu_note_context_switch();
     let cpu = this_cpu();
     let per_cpu = &CPUS[cpu];
     if NEXT_WAKEUP.load(Ordering::Acquire) <= clock() {
@@ -439,6 +441,8 @@ pub fn idle_loop() -> ! {
     platform.cpu().enable_interrupts();
     loop {
         wake_expired_sleepers();
+        // deferred-time: the idle task is outside every RCU reader.
+        crate::rcu::rcu_idle_quiescent_state();
         let work = {
             let guard = CPUS[this_cpu()].state.lock();
             guard.as_ref().is_some_and(|state| state.run_queue.queued() > 0)
