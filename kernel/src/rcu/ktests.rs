@@ -34,6 +34,7 @@ ktest!(
             log::info!("rcu: no tick on this board; nothing to test");
             return Ok(());
         }
+        let softirqs_before = crate::time::ktests::proc_softirq_total("RCU");
         let ran = Arc::new(AtomicBool::new(false));
         let guard = rcu_read_lock();
         {
@@ -48,6 +49,13 @@ ktest!(
         kassert!(!ran_inside, "a call_rcu callback ran while a reader that began before it was running");
         rcu_barrier();
         kassert!(ran.load(Ordering::Acquire), "rcu_barrier returned before the callback ran");
+        let softirqs_after = crate::time::ktests::proc_softirq_total("RCU");
+        kassert!(
+            softirqs_after > softirqs_before,
+            "the callback ran without an RCU softirq ({:?} -> {:?})",
+            softirqs_before,
+            softirqs_after
+        );
         Ok(())
     }
 );

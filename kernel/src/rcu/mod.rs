@@ -62,10 +62,17 @@ pub fn rcu_note_quiescent_state() {
     if WAITING.load(Ordering::Acquire) & (1 << cpu) == 0 {
         return;
     }
-    let mut state = STATE.lock();
-    state.report_quiescent(cpu);
-    publish(&state);
+    let ended = {
+        let mut state = STATE.lock();
+        let ended = state.report_quiescent(cpu);
+        publish(&state);
+        ended
+    };
     QUIESCENT_REPORTS.fetch_add(1, Ordering::Relaxed);
+    // Callbacks ready now run without waiting for a tick (boards without one rely on it).
+    if ended && FIRST_NEEDED.load(Ordering::Acquire) <= COMPLETED.load(Ordering::Acquire) {
+        softirq::raise_softirq(Softirq::Rcu);
+    }
 }
 
 /// The context-switch hook (Linux's `rcu_note_context_switch`): a task that calls the

@@ -421,17 +421,19 @@ pub fn sleep_until(deadline: u64) {
     while clock() < deadline {
         task.set_state(TaskState::Interruptible);
         timer.start(deadline);
+        NEXT_WAKEUP.fetch_min(deadline, Ordering::AcqRel);
         schedule();
     }
     timer.cancel();
     task.set_state(TaskState::Running);
 }
 
-/// Runs this CPU's expired high-resolution timers (sleepers among them); the clock-event
-/// interrupt does this too, the idle loop polls it for boards without a tick
-/// (deferred-time: the body is the hrtimer expiry).
+/// Runs this CPU's expired high-resolution timers (sleepers among them) and notes the next
+/// deadline; the clock-event interrupt runs them too, `schedule` and the idle loop poll
+/// here for boards without a tick (deferred-time: the body is the hrtimer expiry).
 pub fn wake_expired_sleepers() {
     crate::time::hrtimer::run_expired_local();
+    NEXT_WAKEUP.store(crate::time::hrtimer::earliest_deadline(), Ordering::Release);
 }
 
 /// The idle task's loop: runs whatever becomes runnable and otherwise halts the CPU until

@@ -123,6 +123,8 @@ struct BaseState {
 
 struct HrTimerBase {
     state: IrqSpinLock<BaseState>,
+    /// The first deadline in `state` (`u64::MAX` when empty), readable without the lock.
+    first: AtomicU64,
     /// Key of the timer whose callback runs now on this CPU, 0 when none.
     running: AtomicUsize,
     expired: AtomicU64,
@@ -133,6 +135,7 @@ impl HrTimerBase {
     const fn new() -> Self {
         HrTimerBase {
             state: IrqSpinLock::new(BaseState { order: HrTimerQueue::new(), timers: BTreeMap::new() }),
+            first: AtomicU64::new(u64::MAX),
             running: AtomicUsize::new(0),
             expired: AtomicU64::new(0),
             interrupts: AtomicU64::new(0),
@@ -144,6 +147,16 @@ static BASES: [HrTimerBase; MAX_SCHED_CPUS] = [const { HrTimerBase::new() }; MAX
 
 fn key(timer: &Arc<HrTimer>) -> usize {
     Arc::as_ptr(timer) as usize
+}
+
+/// Refreshes `base.first` from its queue; called with the base locked.
+fn publish_first(base: &HrTimerBase, state: &BaseState) {
+    base.first.store(state.order.first_deadline().unwrap_or(u64::MAX), Ordering::Release);
+}
+
+/// The earliest hrtimer deadline on any CPU, `u64::MAX` when none (lock-free).
+pub fn earliest_deadline() -> u64 {
+    BASES.iter().map(|base| base.first.load(Ordering::Acquire)).min().unwrap_or(u64::MAX)
 }
 
 impl HrTimer {
@@ -183,10 +196,12 @@ impl HrTimer {
                 if old_state.order.remove(key(self)) {
                     old_state.timers.remove(&key(self));
                 }
+                publish_first(&BASES[old_index], old_state);
             }
             let target_state: &mut BaseState = if target == low { &mut low_guard } else { high_guard.as_mut().expect("two bases") };
             let first = target_state.order.insert(key(self), deadline);
             target_state.timers.insert(key(self), self.clone());
+            publish_first(&BASES[target], target_state);
             self.base.store(target, Ordering::Release);
             drop(high_guard);
             drop(low_guard);
@@ -210,6 +225,7 @@ impl HrTimer {
             let was_queued = state.order.remove(key(self));
             if was_queued {
                 state.timers.remove(&key(self));
+                publish_first(base, &state);
             }
             return was_queued;
         }
@@ -263,6 +279,7 @@ pub fn run_expired_local() -> usize {
         let mut state = base.state.lock();
         let Some((key, _deadline)) = state.order.pop_expired(now) else { break };
         let timer = state.timers.remove(&key);
+        publish_first(base, &state);
         base.running.store(key, Ordering::Release);
         drop(state);
         if let Some(timer) = timer {

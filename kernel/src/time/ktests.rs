@@ -256,3 +256,39 @@ ktest!(
         Ok(())
     }
 );
+
+/// The sum over CPUs of the `name` line of `/proc/softirqs`.
+pub(crate) fn proc_softirq_total(name: &str) -> Option<u64> {
+    let mut text = alloc::string::String::new();
+    crate::fs::procfs::read("/proc/softirqs", &mut text).ok()?;
+    let line = text.lines().find(|line| line.trim_start().starts_with(name) && line.trim_start()[name.len()..].starts_with(':'))?;
+    let (_, counts) = line.split_once(':')?;
+    counts.split_whitespace().map(|count| count.parse::<u64>().ok()).sum()
+}
+
+ktest!(
+    fn proc_timer_list_and_timer_softirq_counts() {
+        if !has_tick() {
+            log::info!("time: no tick on this board; nothing to test");
+            return Ok(());
+        }
+        let before = proc_softirq_total("TIMER");
+        kassert!(before.is_some(), "/proc/softirqs has no TIMER line");
+        let ran = Arc::new(AtomicBool::new(false));
+        let timer = {
+            let ran = ran.clone();
+            Timer::new(move || ran.store(true, Ordering::Release))
+        };
+        timer.add(jiffies() + 1);
+        kassert!(wait_until(30 * TICK_NANOSECONDS, || ran.load(Ordering::Acquire)), "the timer never ran");
+        let after = proc_softirq_total("TIMER");
+        kassert!(after > before, "TIMER softirq count went from {:?} to {:?} across a timer", before, after);
+        let mut text = alloc::string::String::new();
+        kassert!(crate::fs::procfs::read("/proc/timer_list", &mut text).is_ok());
+        let cpus = crate::platform().cpu().online_count() as usize;
+        kassert!(text.lines().any(|line| line.starts_with("jiffies: ")), "no jiffies line in {:?}", text);
+        kassert_eq!(text.lines().filter(|line| line.starts_with(" hrtimer base:")).count(), cpus);
+        kassert_eq!(text.lines().filter(|line| line.starts_with(" timer base:")).count(), cpus);
+        Ok(())
+    }
+);

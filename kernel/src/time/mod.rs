@@ -4,7 +4,7 @@ pub mod hrtimer;
 pub mod timer;
 pub mod wheel;
 
-mod ktests;
+pub(crate) mod ktests;
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
