@@ -36,6 +36,15 @@ impl WaitQueue {
         self.wait(false, condition);
     }
 
+    /// As [`wait_event`](Self::wait_event), sleeping interruptibly (Linux's
+    /// `wait_event_interruptible`): the task is not counted as blocked in the load average
+    /// (kernel threads idling between jobs wait this way).
+    #[track_caller]
+    pub fn wait_event_interruptible(&self, condition: impl FnMut() -> bool) {
+        crate::lockdep::might_sleep();
+        self.wait_in_state(false, TaskState::Interruptible, condition);
+    }
+
     /// As [`wait_event`](Self::wait_event), as an exclusive waiter: a plain
     /// [`wake_up`](Self::wake_up) wakes only one of those.
     #[track_caller]
@@ -45,7 +54,11 @@ impl WaitQueue {
     }
 
     /// The sleep itself, for primitives that made their own `might_sleep` check.
-    pub(super) fn wait(&self, exclusive: bool, mut condition: impl FnMut() -> bool) {
+    pub(super) fn wait(&self, exclusive: bool, condition: impl FnMut() -> bool) {
+        self.wait_in_state(exclusive, TaskState::Uninterruptible, condition);
+    }
+
+    fn wait_in_state(&self, exclusive: bool, sleep_state: TaskState, mut condition: impl FnMut() -> bool) {
         if condition() {
             return;
         }
@@ -56,7 +69,7 @@ impl WaitQueue {
             return;
         };
         loop {
-            task.set_state_for_wait(TaskState::Uninterruptible);
+            task.set_state_for_wait(sleep_state);
             {
                 let mut waiters = self.waiters.lock();
                 if !waiters.iter().any(|waiter| Arc::ptr_eq(&waiter.task, &task)) {

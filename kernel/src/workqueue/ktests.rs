@@ -174,3 +174,49 @@ ktest!(
         Ok(())
     }
 );
+
+ktest!(
+    fn idle_workers_are_not_counted_as_blocked() {
+        if !sched::is_running() {
+            return Ok(());
+        }
+        flush_workqueue(system_wq());
+        flush_workqueue(system_highpri_wq());
+        flush_workqueue(system_unbound_wq());
+        // Let every worker reach its idle wait.
+        sched::sleep(Duration::from_millis(5));
+        let mut blocked_workers = Vec::new();
+        sched::for_each_task(|task| {
+            if task.name().starts_with("kworker/") && task.state() == sched::TaskState::Uninterruptible {
+                blocked_workers.push(alloc::string::String::from(task.name()));
+            }
+        });
+        kassert!(blocked_workers.is_empty(), "idle workers counted as blocked (load average): {:?}", blocked_workers);
+        // /proc/stat's procs_blocked and /proc/loadavg's task count agree with the task list.
+        let mut stat = alloc::string::String::new();
+        kassert!(crate::fs::procfs::read("/proc/stat", &mut stat).is_ok());
+        let blocked: Option<usize> = stat.lines().find_map(|line| line.strip_prefix("procs_blocked ")).and_then(|value| value.parse().ok());
+        let mut uninterruptible = 0;
+        let mut tasks = 0;
+        sched::for_each_task(|task| {
+            if task.state() == sched::TaskState::Uninterruptible {
+                uninterruptible += 1;
+            }
+            if task.state() != sched::TaskState::Idle {
+                tasks += 1;
+            }
+        });
+        kassert!(
+            blocked.is_some_and(|blocked| blocked <= uninterruptible + 2),
+            "procs_blocked {:?}, {} tasks uninterruptible",
+            blocked,
+            uninterruptible
+        );
+        let mut loadavg = alloc::string::String::new();
+        kassert!(crate::fs::procfs::read("/proc/loadavg", &mut loadavg).is_ok());
+        let total: Option<usize> =
+            loadavg.split_whitespace().nth(3).and_then(|field| field.split_once('/')).and_then(|(_, total)| total.parse().ok());
+        kassert!(total.is_some_and(|total| total.abs_diff(tasks) <= 2), "/proc/loadavg counts {:?} tasks, the task list {}", total, tasks);
+        Ok(())
+    }
+);

@@ -305,7 +305,8 @@ pub fn cancel_work_sync(work: &Arc<Work>) -> bool {
 fn worker_main(pool: &'static WorkerPool) -> usize {
     loop {
         pool.idle.fetch_add(1, Ordering::AcqRel);
-        pool.wait.wait_event(|| !pool.list.lock().is_empty());
+        // Idle workers do not count as blocked tasks in the load average.
+        pool.wait.wait_event_interruptible(|| !pool.list.lock().is_empty());
         pool.idle.fetch_sub(1, Ordering::AcqRel);
         let (work, sequence, more) = {
             let mut list = pool.list.lock();
