@@ -8,16 +8,18 @@
 //! deadline has passed, and re-programs the device for whichever comes next
 //! ([`next_event_delay`]).
 //!
-//! Callbacks run in hard-interrupt context with interrupts masked (Linux's
-//! `HRTIMER_MODE_HARD`): they must be short and must not sleep; waking a task is the common
-//! use. A timer started while its callback runs on another CPU stays on that CPU's queue
+//! Callbacks of timers made with [`HrTimer::new`] run in hard-interrupt context with
+//! interrupts masked (Linux's `HRTIMER_MODE_HARD`): they must be short and must not sleep;
+//! waking a task is the common use. Timers made with [`HrTimer::new_soft`] (Linux's
+//! `HRTIMER_MODE_SOFT`) are moved to a per-CPU expired list by the interrupt and run from
+//! the HRTIMER softirq, interrupts enabled. A timer started while its callback runs on another CPU stays on that CPU's queue
 //! (it cannot move while running); otherwise it moves to the calling CPU's. A timer
 //! queued on another CPU fires at the latest at that CPU's next tick, since only the
 //! owning CPU can program its device. [`HrTimer::cancel`] (Linux's `hrtimer_cancel`)
 //! waits for a running callback; [`HrTimer::try_to_cancel`] does not.
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -108,6 +110,8 @@ pub type HrTimerFunction = Box<dyn Fn() + Send + Sync>;
 /// A one-shot timer at a nanosecond deadline (Linux's `struct hrtimer`).
 pub struct HrTimer {
     function: HrTimerFunction,
+    /// Runs from the HRTIMER softirq rather than the hard interrupt.
+    soft: bool,
     /// The CPU whose queue holds it (or last held it), [`NO_BASE`] before the first start.
     base: AtomicUsize,
     runs: AtomicU64,
@@ -119,14 +123,31 @@ struct BaseState {
     order: HrTimerQueue<usize>,
     /// The queued timers, by key (their address).
     timers: BTreeMap<usize, Arc<HrTimer>>,
+    /// Expired soft timers waiting for the HRTIMER softirq.
+    soft_expired: VecDeque<(usize, Arc<HrTimer>)>,
+}
+
+impl BaseState {
+    /// Takes `key` out of the queue or the soft expired list; returns whether it was in one.
+    fn remove(&mut self, key: usize) -> bool {
+        if self.order.remove(key) {
+            self.timers.remove(&key);
+            return true;
+        }
+        let before = self.soft_expired.len();
+        self.soft_expired.retain(|&(other, _)| other != key);
+        self.soft_expired.len() != before
+    }
 }
 
 struct HrTimerBase {
     state: IrqSpinLock<BaseState>,
     /// The first deadline in `state` (`u64::MAX` when empty), readable without the lock.
     first: AtomicU64,
-    /// Key of the timer whose callback runs now on this CPU, 0 when none.
+    /// Key of the timer whose callback runs now on this CPU in the interrupt, 0 when none.
     running: AtomicUsize,
+    /// Key of the soft timer whose callback runs now in the HRTIMER softirq, 0 when none.
+    running_soft: AtomicUsize,
     expired: AtomicU64,
     interrupts: AtomicU64,
 }
@@ -134,9 +155,10 @@ struct HrTimerBase {
 impl HrTimerBase {
     const fn new() -> Self {
         HrTimerBase {
-            state: IrqSpinLock::new(BaseState { order: HrTimerQueue::new(), timers: BTreeMap::new() }),
+            state: IrqSpinLock::new(BaseState { order: HrTimerQueue::new(), timers: BTreeMap::new(), soft_expired: VecDeque::new() }),
             first: AtomicU64::new(u64::MAX),
             running: AtomicUsize::new(0),
+            running_soft: AtomicUsize::new(0),
             expired: AtomicU64::new(0),
             interrupts: AtomicU64::new(0),
         }
@@ -160,9 +182,21 @@ pub fn earliest_deadline() -> u64 {
 }
 
 impl HrTimer {
-    /// A timer calling `function` at its deadline (Linux's `hrtimer_setup`).
+    /// A timer calling `function` at its deadline in hard-interrupt context (Linux's
+    /// `hrtimer_setup` with `HRTIMER_MODE_HARD`).
     pub fn new(function: impl Fn() + Send + Sync + 'static) -> Arc<HrTimer> {
-        Arc::new(HrTimer { function: Box::new(function), base: AtomicUsize::new(NO_BASE), runs: AtomicU64::new(0) })
+        Arc::new(HrTimer { function: Box::new(function), soft: false, base: AtomicUsize::new(NO_BASE), runs: AtomicU64::new(0) })
+    }
+
+    /// A timer calling `function` from the HRTIMER softirq after its deadline (Linux's
+    /// `HRTIMER_MODE_SOFT`).
+    pub fn new_soft(function: impl Fn() + Send + Sync + 'static) -> Arc<HrTimer> {
+        Arc::new(HrTimer { function: Box::new(function), soft: true, base: AtomicUsize::new(NO_BASE), runs: AtomicU64::new(0) })
+    }
+
+    /// Whether its callback is running on `base` now.
+    fn running_on(self: &Arc<Self>, base: &HrTimerBase) -> bool {
+        base.running.load(Ordering::Acquire) == key(self) || base.running_soft.load(Ordering::Acquire) == key(self)
     }
 
     /// Times the callback has run.
@@ -189,13 +223,11 @@ impl HrTimer {
                 drop(low_guard);
                 continue;
             }
-            let running_there = old != NO_BASE && BASES[old_index].running.load(Ordering::Acquire) == key(self);
+            let running_there = old != NO_BASE && self.running_on(&BASES[old_index]);
             let target = if running_there { old_index } else { this };
             {
                 let old_state: &mut BaseState = if old_index == low { &mut low_guard } else { high_guard.as_mut().expect("two bases") };
-                if old_state.order.remove(key(self)) {
-                    old_state.timers.remove(&key(self));
-                }
+                old_state.remove(key(self));
                 publish_first(&BASES[old_index], old_state);
             }
             let target_state: &mut BaseState = if target == low { &mut low_guard } else { high_guard.as_mut().expect("two bases") };
@@ -222,9 +254,8 @@ impl HrTimer {
             if self.base.load(Ordering::Acquire) != index {
                 continue;
             }
-            let was_queued = state.order.remove(key(self));
+            let was_queued = state.remove(key(self));
             if was_queued {
-                state.timers.remove(&key(self));
                 publish_first(base, &state);
             }
             return was_queued;
@@ -238,13 +269,13 @@ impl HrTimer {
         loop {
             was_queued |= self.try_to_cancel();
             let Some(base) = BASES.get(self.base.load(Ordering::Acquire)) else { return was_queued };
-            if base.running.load(Ordering::Acquire) != key(self) {
+            if !self.running_on(base) {
                 if !self.is_queued() {
                     return was_queued;
                 }
                 continue;
             }
-            while base.running.load(Ordering::Acquire) == key(self) {
+            while self.running_on(base) {
                 core::hint::spin_loop();
             }
         }
@@ -280,6 +311,12 @@ pub fn run_expired_local() -> usize {
         let Some((key, _deadline)) = state.order.pop_expired(now) else { break };
         let timer = state.timers.remove(&key);
         publish_first(base, &state);
+        if let Some(timer) = timer.as_ref().filter(|timer| timer.soft) {
+            state.soft_expired.push_back((key, timer.clone()));
+            drop(state);
+            crate::softirq::raise_softirq(crate::softirq::Softirq::Hrtimer);
+            continue;
+        }
         base.running.store(key, Ordering::Release);
         drop(state);
         if let Some(timer) = timer {
@@ -294,6 +331,26 @@ pub fn run_expired_local() -> usize {
         platform.cpu().restore_interrupts(saved);
     }
     ran
+}
+
+/// The HRTIMER softirq: runs this CPU's expired soft timers, each with the queue unlocked.
+fn run_soft_expired() {
+    let base = &BASES[sched::this_cpu()];
+    loop {
+        let mut state = base.state.lock();
+        let Some((key, timer)) = state.soft_expired.pop_front() else { break };
+        base.running_soft.store(key, Ordering::Release);
+        drop(state);
+        (timer.function)();
+        timer.runs.fetch_add(1, Ordering::Relaxed);
+        base.expired.fetch_add(1, Ordering::Relaxed);
+        base.running_soft.store(0, Ordering::Release);
+    }
+}
+
+/// Installs the HRTIMER softirq handler.
+pub fn init() {
+    crate::softirq::open_softirq(crate::softirq::Softirq::Hrtimer, run_soft_expired);
 }
 
 /// Counts an interrupt of the clock-event device that ran hrtimers before the tick.

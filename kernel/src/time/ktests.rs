@@ -55,8 +55,15 @@ ktest!(
                 Timer::new(move || fired.lock().push((index, expires, jiffies())))
             })
             .collect();
-        for (timer, &offset) in timers.iter().zip(&offsets) {
-            timer.add(base + offset);
+        // Armed with interrupts masked, so no expiry runs between two arms even if the host
+        // stalls this vCPU past some of the expiries (the order is then still by expiry).
+        {
+            let platform = crate::platform();
+            let saved = platform.cpu().disable_interrupts();
+            for (timer, &offset) in timers.iter().zip(&offsets) {
+                timer.add(base + offset);
+            }
+            platform.cpu().restore_interrupts(saved);
         }
         let all = wait_until(30 * TICK_NANOSECONDS, || fired.lock().len() == offsets.len());
         let fired = fired.lock().clone();
@@ -97,14 +104,24 @@ ktest!(
             let ran_at = ran_at.clone();
             Timer::new(move || ran_at.store(jiffies(), Ordering::Release))
         };
+        // Interrupts masked from arming to modifying, so a host stall cannot let the timers
+        // expire in between.
+        let platform = crate::platform();
+        let saved = platform.cpu().disable_interrupts();
         let start = jiffies();
         deleted.add(start + 2);
         moved.add(start + 2);
-        kassert!(deleted.is_pending());
-        kassert!(deleted.delete(), "a pending timer must report pending when deleted");
-        kassert!(!deleted.delete());
-        kassert!(moved.modify(start + 6), "modify of a pending timer reports it pending");
-        kassert_eq!(moved.expires(), Some(start + 6));
+        let pending = deleted.is_pending();
+        let first_delete = deleted.delete();
+        let second_delete = deleted.delete();
+        let modified_pending = moved.modify(start + 6);
+        let expires = moved.expires();
+        platform.cpu().restore_interrupts(saved);
+        kassert!(pending);
+        kassert!(first_delete, "a pending timer must report pending when deleted");
+        kassert!(!second_delete);
+        kassert!(modified_pending, "modify of a pending timer reports it pending");
+        kassert_eq!(expires, Some(start + 6));
         let done = wait_until(30 * TICK_NANOSECONDS, || ran_at.load(Ordering::Acquire) != 0);
         kassert!(done, "the modified timer never ran");
         kassert!(
@@ -184,8 +201,13 @@ ktest!(
                 HrTimer::new(move || fired.lock().push((index, deadline, since_boot_nanoseconds())))
             })
             .collect();
-        for (timer, &deadline) in timers.iter().zip(&deadlines) {
-            timer.start(deadline);
+        {
+            let platform = crate::platform();
+            let saved = platform.cpu().disable_interrupts();
+            for (timer, &deadline) in timers.iter().zip(&deadlines) {
+                timer.start(deadline);
+            }
+            platform.cpu().restore_interrupts(saved);
         }
         let cancelled_ran = Arc::new(AtomicBool::new(false));
         let cancelled = {
@@ -289,6 +311,43 @@ ktest!(
         kassert!(text.lines().any(|line| line.starts_with("jiffies: ")), "no jiffies line in {:?}", text);
         kassert_eq!(text.lines().filter(|line| line.starts_with(" hrtimer base:")).count(), cpus);
         kassert_eq!(text.lines().filter(|line| line.starts_with(" timer base:")).count(), cpus);
+        Ok(())
+    }
+);
+
+ktest!(
+    fn soft_hrtimers_run_from_the_hrtimer_softirq() {
+        if !has_tick() {
+            log::info!("time: no tick on this board; nothing to test");
+            return Ok(());
+        }
+        let before = proc_softirq_total("HRTIMER");
+        // (ran at, in softirq context, not in a hard interrupt)
+        let observed: Arc<IrqSpinLock<Option<(u64, bool, bool)>>> = Arc::new(IrqSpinLock::new(None));
+        let timer = {
+            let observed = observed.clone();
+            HrTimer::new_soft(move || {
+                *observed.lock() = Some((since_boot_nanoseconds(), crate::softirq::in_interrupt(), !crate::softirq::in_hardirq()));
+            })
+        };
+        let deadline = since_boot_nanoseconds() + 1_500_000;
+        timer.start(deadline);
+        let cancelled = HrTimer::new_soft(|| {});
+        cancelled.start(deadline);
+        kassert!(cancelled.cancel());
+        kassert!(wait_until(20 * TICK_NANOSECONDS, || observed.lock().is_some()), "the soft hrtimer never ran");
+        let (ran_at, in_softirq, not_hardirq) = observed.lock().unwrap_or_default();
+        kassert!(ran_at >= deadline, "a soft hrtimer ran {} ns early", deadline - ran_at);
+        kassert!(
+            ran_at - deadline <= HRTIMER_TOLERANCE_NANOSECONDS,
+            "a soft hrtimer ran {} ns late (tolerance {} ns)",
+            ran_at - deadline,
+            HRTIMER_TOLERANCE_NANOSECONDS
+        );
+        kassert!(in_softirq && not_hardirq, "the soft hrtimer did not run in softirq context");
+        kassert_eq!(cancelled.runs(), 0);
+        let after = proc_softirq_total("HRTIMER");
+        kassert!(after > before, "HRTIMER softirq count went from {:?} to {:?}", before, after);
         Ok(())
     }
 );

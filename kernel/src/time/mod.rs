@@ -38,9 +38,10 @@ pub fn since_boot_nanoseconds() -> u64 {
     since_reset_nanoseconds()
 }
 
-/// Installs the timer softirq handlers and registers `/proc/timer_list`.
+/// Installs the TIMER and HRTIMER softirq handlers and registers `/proc/timer_list`.
 pub fn init() {
     timer::init();
+    hrtimer::init();
     if let Err(error) = crate::fs::procfs::register("timer_list", show_timer_list) {
         log::warn!("time: cannot register /proc/timer_list: {:?}", error);
     }

@@ -359,6 +359,47 @@ mod tests {
         assert_eq!(fired_at, vec![3, 13, 23, 33]);
     }
 
+    /// As the kernel drives it: the wheel is advanced only while it holds timers, so its
+    /// clock lags the jiffies counter; timers are armed relative to jiffies, sometimes
+    /// between two advances of several jiffies.
+    #[test]
+    fn a_lagging_clock_still_expires_in_order() {
+        let mut seed = 0x1234_5678_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut wheel = TimerWheel::new(0);
+        let mut jiffies = 0u64;
+        let mut model: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut key = 0u32;
+        for _ in 0..20_000 {
+            jiffies += next() % [1, 3, 70, 5000][(next() % 4) as usize];
+            if next() % 3 == 0 {
+                for _ in 0..(next() % 8) {
+                    key += 1;
+                    // At the earliest the next jiffy: a timer armed for a jiffy the wheel already
+                    // processed expires at the next advance instead.
+                    let expires = jiffies + 1 + next() % [4, 70, 5000][(next() % 3) as usize];
+                    wheel.add(key, expires).unwrap();
+                    model.insert(key, expires);
+                }
+            }
+            if !wheel.is_empty() {
+                wheel.advance(jiffies);
+                let fired = drain(&mut wheel);
+                assert!(fired.windows(2).all(|pair| pair[0].1 <= pair[1].1), "out of order: {:?}", fired);
+                for (key, expires) in &fired {
+                    assert!(*expires <= jiffies);
+                    assert_eq!(model.remove(key), Some(*expires));
+                }
+                assert!(model.values().all(|&expires| expires > jiffies), "a due timer did not expire");
+            }
+        }
+    }
+
     #[test]
     fn randomized_against_a_sorted_model() {
         // A fixed pseudo-random sequence of adds, removes and clock steps, checked against

@@ -63,17 +63,17 @@ ktest!(
         let counter = Arc::new(AtomicU64::new(0));
         let work = counting_work(&counter, 0);
         let cpu = sched::this_cpu();
-        // With preemption disabled the worker bound to this CPU cannot run in between.
+        // With preemption disabled the worker bound to this CPU cannot run in between, and
+        // cancelling a work that is not running does not sleep.
         sched::preempt_disable();
         let queued = queue_work_on(cpu, system_wq(), &work);
         let pending = work.is_pending();
+        let cancelled = cancel_work_sync(&work);
         sched::preempt_enable();
         kassert!(queued && pending);
-        // On a CPU whose pool has no worker the work went to the unbound pool and may have
-        // run already; cancel then reports it not pending.
-        let cancelled = cancel_work_sync(&work);
+        kassert!(cancelled, "cancel_work_sync of a pending work reports it was pending");
         sched::sleep(Duration::from_nanos(3 * TICK_NANOSECONDS));
-        kassert_eq!(counter.load(Ordering::Acquire), u64::from(!cancelled));
+        kassert_eq!(counter.load(Ordering::Acquire), 0);
         kassert!(!work.is_pending());
         // A delayed work cancelled while in its timer never runs.
         let delayed_counter = Arc::new(AtomicU64::new(0));
@@ -83,9 +83,11 @@ ktest!(
                 counter.fetch_add(1, Ordering::AcqRel);
             })
         };
-        kassert!(queue_delayed_work(system_wq(), &delayed, 3));
+        // 20 jiffies: far enough that only a host stall of 200 ms between the two calls
+        // could let it run first; then wait past the delay.
+        kassert!(queue_delayed_work(system_wq(), &delayed, 20));
         kassert!(cancel_delayed_work_sync(&delayed), "a delayed work in its timer is pending");
-        sched::sleep(Duration::from_nanos(8 * TICK_NANOSECONDS));
+        sched::sleep(Duration::from_nanos(25 * TICK_NANOSECONDS));
         kassert_eq!(delayed_counter.load(Ordering::Acquire), 0);
         // The work can be queued again after a cancel.
         kassert!(queue_work(system_wq(), &work));
@@ -130,9 +132,15 @@ ktest!(
                 let ran_at = ran_at.clone();
                 DelayedWork::new(move || ran_at.store(jiffies(), Ordering::Release))
             };
+            // Both queuings with interrupts masked: the timer cannot expire in between.
+            let platform = crate::platform();
+            let saved = platform.cpu().disable_interrupts();
             let queued_at = jiffies();
-            kassert!(queue_delayed_work(workqueue, &delayed, delay));
-            kassert!(!queue_delayed_work(workqueue, &delayed, delay), "queued twice while in its timer");
+            let first = queue_delayed_work(workqueue, &delayed, delay);
+            let second = queue_delayed_work(workqueue, &delayed, delay);
+            platform.cpu().restore_interrupts(saved);
+            kassert!(first);
+            kassert!(!second, "queued twice while in its timer");
             let started = crate::time::since_boot_nanoseconds();
             while ran_at.load(Ordering::Acquire) == 0 && crate::time::since_boot_nanoseconds() - started < 40 * TICK_NANOSECONDS {
                 sched::sleep(Duration::from_millis(1));
