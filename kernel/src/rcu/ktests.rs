@@ -67,16 +67,22 @@ ktest!(
             return Ok(());
         }
         let ran = Arc::new(AtomicBool::new(false));
-        {
+        let needed = {
             let ran = ran.clone();
-            call_rcu(move || ran.store(true, Ordering::Release));
-        }
-        // Let this CPU pass a quiescent state for the grace period just requested.
+            super::queue_callback(alloc::boxed::Box::new(move || ran.store(true, Ordering::Release)))
+        };
+        // Let this CPU pass a quiescent state for the grace period the callback needs (once
+        // that one has started).
         let cpu = sched::this_cpu();
+        let reported = || {
+            let state = STATE.lock();
+            state.completed() >= needed || (state.current() >= needed && state.waiting() & (1 << cpu) == 0)
+        };
         let started = since_boot_nanoseconds();
-        while STATE.lock().waiting() & (1 << cpu) != 0 && since_boot_nanoseconds() - started < GRACE_PERIOD_LIMIT_NANOSECONDS {
+        while !reported() && since_boot_nanoseconds() - started < GRACE_PERIOD_LIMIT_NANOSECONDS {
             sched::sleep(Duration::from_millis(1));
         }
+        kassert!(reported(), "CPU {} never passed a quiescent state for grace period {}", cpu, needed);
         // A reader that begins now must not hold that grace period up: its callback runs
         // (from the RCU softirq) while this reader is still inside.
         let guard = rcu_read_lock();

@@ -119,6 +119,11 @@ impl Drop for RcuReadGuard {
 /// Queues `callback` to run after a grace period, from the RCU softirq (Linux's
 /// `call_rcu`). Callable from any context; the callback must not sleep.
 pub fn call_rcu(callback: impl FnOnce() + Send + 'static) {
+    queue_callback(Box::new(callback));
+}
+
+/// Queues `callback` and returns the grace period it waits for.
+fn queue_callback(callback: RcuCallback) -> u64 {
     let mut callbacks = CALLBACKS.lock();
     let needed = {
         let mut state = STATE.lock();
@@ -129,8 +134,9 @@ pub fn call_rcu(callback: impl FnOnce() + Send + 'static) {
     if callbacks.is_empty() {
         FIRST_NEEDED.store(needed, Ordering::Release);
     }
-    callbacks.push_back((needed, Box::new(callback)));
+    callbacks.push_back((needed, callback));
     QUEUED.fetch_add(1, Ordering::AcqRel);
+    needed
 }
 
 /// Waits for a full grace period: every reader that began before the call has ended
