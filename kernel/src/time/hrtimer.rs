@@ -118,6 +118,8 @@ pub struct HrTimer {
 }
 
 const NO_BASE: usize = usize::MAX;
+/// The timer is between two queues (another CPU's [`HrTimer::start`] is moving it).
+const MIGRATING: usize = usize::MAX - 1;
 
 struct BaseState {
     order: HrTimerQueue<usize>,
@@ -208,39 +210,72 @@ impl HrTimer {
     /// CPU (Linux's `hrtimer_start` in absolute mode). A deadline already past fires at
     /// once (from the interrupt the re-programming raises).
     pub fn start(self: &Arc<Self>, deadline: u64) {
+        // Interrupts stay masked from taking the timer off its old queue to putting it on
+        // the new one, so nothing on this CPU sees it half-moved; other CPUs wait
+        // ([`MIGRATING`]). The two queues are never locked together.
+        let platform = crate::try_platform();
+        let saved = platform.map(|platform| platform.cpu().disable_interrupts());
         let this = sched::this_cpu();
+        let first = loop {
+            let old = self.stable_base();
+            if old == this {
+                let base = &BASES[this];
+                let mut state = base.state.lock();
+                if self.base.load(Ordering::Acquire) != this {
+                    continue;
+                }
+                state.remove(key(self));
+                let first = state.order.insert(key(self), deadline);
+                state.timers.insert(key(self), self.clone());
+                publish_first(base, &state);
+                break first;
+            }
+            if old == NO_BASE {
+                if self.base.compare_exchange(NO_BASE, MIGRATING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                    continue;
+                }
+            } else {
+                let base = &BASES[old];
+                let mut state = base.state.lock();
+                if self.base.load(Ordering::Acquire) != old {
+                    continue;
+                }
+                state.remove(key(self));
+                if self.running_on(base) {
+                    // Running there: it stays on that queue.
+                    state.order.insert(key(self), deadline);
+                    state.timers.insert(key(self), self.clone());
+                    publish_first(base, &state);
+                    break false;
+                }
+                publish_first(base, &state);
+                self.base.store(MIGRATING, Ordering::Release);
+            }
+            // This CPU owns the timer while it is MIGRATING.
+            let base = &BASES[this];
+            let mut state = base.state.lock();
+            let first = state.order.insert(key(self), deadline);
+            state.timers.insert(key(self), self.clone());
+            publish_first(base, &state);
+            self.base.store(this, Ordering::Release);
+            break first;
+        };
+        if first {
+            crate::tick::reprogram_clock_event();
+        }
+        if let (Some(platform), Some(saved)) = (platform, saved) {
+            platform.cpu().restore_interrupts(saved);
+        }
+    }
+
+    /// The base index once no other CPU is moving the timer.
+    fn stable_base(&self) -> usize {
         loop {
-            let old = self.base.load(Ordering::Acquire);
-            let old_index = if old == NO_BASE { this } else { old };
-            // Both bases locked in index order, so CPUs moving timers in opposite
-            // directions cannot deadlock; released in the reverse order.
-            let low = old_index.min(this);
-            let high = old_index.max(this);
-            let mut low_guard = BASES[low].state.lock();
-            let mut high_guard = (high != low).then(|| BASES[high].state.lock());
-            if self.base.load(Ordering::Acquire) != old {
-                drop(high_guard);
-                drop(low_guard);
-                continue;
+            let base = self.base.load(Ordering::Acquire);
+            if base != MIGRATING {
+                return base;
             }
-            let running_there = old != NO_BASE && self.running_on(&BASES[old_index]);
-            let target = if running_there { old_index } else { this };
-            {
-                let old_state: &mut BaseState = if old_index == low { &mut low_guard } else { high_guard.as_mut().expect("two bases") };
-                old_state.remove(key(self));
-                publish_first(&BASES[old_index], old_state);
-            }
-            let target_state: &mut BaseState = if target == low { &mut low_guard } else { high_guard.as_mut().expect("two bases") };
-            let first = target_state.order.insert(key(self), deadline);
-            target_state.timers.insert(key(self), self.clone());
-            publish_first(&BASES[target], target_state);
-            self.base.store(target, Ordering::Release);
-            drop(high_guard);
-            drop(low_guard);
-            if first && target == this {
-                crate::tick::reprogram_clock_event();
-            }
-            return;
+            core::hint::spin_loop();
         }
     }
 
@@ -248,7 +283,7 @@ impl HrTimer {
     /// `hrtimer_try_to_cancel`). Returns whether it was queued.
     pub fn try_to_cancel(self: &Arc<Self>) -> bool {
         loop {
-            let index = self.base.load(Ordering::Acquire);
+            let index = self.stable_base();
             let Some(base) = BASES.get(index) else { return false };
             let mut state = base.state.lock();
             if self.base.load(Ordering::Acquire) != index {
@@ -268,7 +303,7 @@ impl HrTimer {
         let mut was_queued = false;
         loop {
             was_queued |= self.try_to_cancel();
-            let Some(base) = BASES.get(self.base.load(Ordering::Acquire)) else { return was_queued };
+            let Some(base) = BASES.get(self.stable_base()) else { return was_queued };
             if !self.running_on(base) {
                 if !self.is_queued() {
                     return was_queued;
@@ -288,7 +323,7 @@ impl HrTimer {
 
     /// Its deadline, if queued.
     pub fn deadline(self: &Arc<Self>) -> Option<u64> {
-        let base = BASES.get(self.base.load(Ordering::Acquire))?;
+        let base = BASES.get(self.stable_base())?;
         base.state.lock().order.deadline(key(self))
     }
 }

@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
 use super::{
-    alloc_workqueue, cancel_delayed_work_sync, cancel_work_sync, flush_work, flush_workqueue, queue_delayed_work, queue_work,
+    alloc_workqueue, cancel_delayed_work_sync, cancel_work, cancel_work_sync, flush_work, flush_workqueue, queue_delayed_work, queue_work,
     queue_work_on, system_highpri_wq, system_unbound_wq, system_wq, DelayedWork, Work, WorkqueueFlags,
 };
 use crate::sched;
@@ -63,15 +63,15 @@ ktest!(
         let counter = Arc::new(AtomicU64::new(0));
         let work = counting_work(&counter, 0);
         let cpu = sched::this_cpu();
-        // With preemption disabled the worker bound to this CPU cannot run in between, and
-        // cancelling a work that is not running does not sleep.
+        // With preemption disabled the worker bound to this CPU cannot run in between.
         sched::preempt_disable();
         let queued = queue_work_on(cpu, system_wq(), &work);
         let pending = work.is_pending();
-        let cancelled = cancel_work_sync(&work);
+        let cancelled = cancel_work(&work);
         sched::preempt_enable();
         kassert!(queued && pending);
-        kassert!(cancelled, "cancel_work_sync of a pending work reports it was pending");
+        kassert!(cancelled, "cancel_work of a pending work reports it was pending");
+        kassert!(!cancel_work_sync(&work), "a cancelled work is no longer pending");
         sched::sleep(Duration::from_nanos(3 * TICK_NANOSECONDS));
         kassert_eq!(counter.load(Ordering::Acquire), 0);
         kassert!(!work.is_pending());

@@ -279,6 +279,14 @@ pub fn flush_workqueue(workqueue: &Workqueue) {
 /// `cancel_work_sync`). Returns whether it was pending. Task context only, not from the
 /// work itself.
 pub fn cancel_work_sync(work: &Arc<Work>) -> bool {
+    let was_pending = cancel_work(work);
+    DONE.wait_event(|| !work.state.lock().running);
+    was_pending
+}
+
+/// Removes `work` if pending, without waiting for a running instance (Linux's
+/// `cancel_work`); callable from any context. Returns whether it was pending.
+pub fn cancel_work(work: &Arc<Work>) -> bool {
     let was_pending = {
         let mut state = work.state.lock();
         let was_pending = state.pending;
@@ -298,7 +306,6 @@ pub fn cancel_work_sync(work: &Arc<Work>) -> bool {
     if was_pending {
         DONE.wake_up_all();
     }
-    DONE.wait_event(|| !work.state.lock().running);
     was_pending
 }
 
