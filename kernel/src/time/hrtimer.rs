@@ -401,8 +401,7 @@ pub fn interrupts_between_ticks(cpu: usize) -> u64 {
 /// Writes the hrtimer part of `/proc/timer_list`.
 pub fn write_timer_list(out: &mut dyn Write, cpus: usize) -> fmt::Result {
     writeln!(out, "now at {} nsecs", super::since_boot_nanoseconds())?;
-    for cpu in 0..cpus.min(MAX_SCHED_CPUS) {
-        let base = &BASES[cpu];
+    for (cpu, base) in BASES.iter().enumerate().take(cpus) {
         let (queued, first) = {
             let state = base.state.lock();
             (state.order.len(), state.order.first_deadline())

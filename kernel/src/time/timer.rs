@@ -192,8 +192,7 @@ fn run_timer_softirq() {
     let mut guard = base.state.lock();
     let state = base_state(&mut guard);
     state.wheel.advance(now);
-    loop {
-        let Some(state) = guard.as_mut() else { break };
+    while let Some(state) = guard.as_mut() {
         let Some((key, _expires)) = state.wheel.pop_expired() else { break };
         let Some(timer) = state.timers.remove(&key) else { continue };
         base.pending.fetch_sub(1, Ordering::Relaxed);
@@ -229,8 +228,7 @@ pub fn base_statistics(cpu: usize) -> (usize, u64) {
 /// Writes the timer-wheel part of `/proc/timer_list`.
 pub fn write_timer_list(out: &mut dyn Write, cpus: usize) -> fmt::Result {
     writeln!(out, "jiffies: {}", crate::tick::jiffies())?;
-    for cpu in 0..cpus.min(MAX_SCHED_CPUS) {
-        let base = &BASES[cpu];
+    for (cpu, base) in BASES.iter().enumerate().take(cpus) {
         let next = base.state.lock().as_ref().and_then(|state| state.wheel.next_expiry());
         write!(
             out,

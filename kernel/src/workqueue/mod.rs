@@ -11,8 +11,8 @@
 //! running elsewhere puts it back and yields.
 //!
 //! [`flush_work`] waits for the last queuing of a work to finish; [`flush_workqueue`] for
-//! everything queued on a workqueue before the call; [`cancel_work_sync`] removes a pending
-//! work and waits for a running one. A [`DelayedWork`] waits on a kernel timer
+//! everything queued on a workqueue before the call; [`cancel_work`] removes a pending work
+//! (any context) and [`cancel_work_sync`] also waits for a running one. A [`DelayedWork`] waits on a kernel timer
 //! ([`crate::time::Timer`]) and is queued when it expires. The system workqueues are
 //! [`system_wq`], [`system_highpri_wq`] and [`system_unbound_wq`].
 
