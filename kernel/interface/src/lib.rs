@@ -16,6 +16,7 @@ pub mod irq;
 pub mod memory;
 pub mod mmu;
 pub mod platform;
+pub mod rtc;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -29,3 +30,4 @@ pub use irq::{InterruptController, IpiTarget, IrqError, NamedRow, RowSource, Tri
 pub use memory::{MemoryKind, MemoryMap, MemoryMapFull, MemoryRegion, PhysicalAddress, VirtualAddress};
 pub use mmu::{AddressSpace, MapError, Mmu, PageFlags};
 pub use platform::{ExitStatus, Platform};
+pub use rtc::{CivilTime, RealTimeClock, RtcError};

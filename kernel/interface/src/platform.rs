@@ -45,6 +45,12 @@ pub trait Platform: Sync {
         None
     }
 
+    /// The battery-backed real-time clock, if the board has one; without it the kernel's
+    /// wall time starts at the Unix epoch at boot.
+    fn real_time_clock(&self) -> Option<&dyn crate::rtc::RealTimeClock> {
+        None
+    }
+
     /// How many CPUs the firmware describes (DTB `/cpus`, MADT, the Pi's four cores), the
     /// boot CPU included; logical ids run from 0 (the boot CPU) to this minus one.
     fn possible_cpus(&self) -> u32 {
