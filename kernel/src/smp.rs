@@ -82,12 +82,20 @@ fn secondary_main(cpu: u32) -> ! {
     log::info!("smp: CPU{} up: {}", cpu, platform.cpu().model());
     READY.fetch_or(1 << cpu, Ordering::AcqRel);
     platform.cpu().enable_interrupts();
+    // Interrupts only (tick, IPIs) until the boot CPU has started the scheduler; the tick
+    // wakes this loop to look again.
     loop {
-        // No threads run here yet: sleep until an interrupt (tick, IPI) and handle it.
         let state = platform.cpu().disable_interrupts();
+        if crate::sched::init_secondary() {
+            platform.cpu().restore_interrupts(state);
+            break;
+        }
         platform.cpu().idle();
         platform.cpu().restore_interrupts(state);
     }
+    // This CPU's softirq thread, pinned here, then the idle task's loop.
+    crate::softirq::init();
+    crate::sched::idle_loop()
 }
 
 fn cpu_identity(argument: usize) -> usize {
