@@ -19,6 +19,7 @@ pub mod runqueue;
 pub mod task;
 
 mod ktests;
+mod smp_ktests;
 
 use ::core::sync::atomic::Ordering;
 use ::core::time::Duration;
