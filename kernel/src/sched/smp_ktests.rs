@@ -151,14 +151,76 @@ ktest!(
     }
 );
 
+/// One remote wake-up: on `target`, a FIFO-10 thread spins while a FIFO-30 thread pinned
+/// there waits on a queue; the caller (on another CPU) wakes it. Returns how many of
+/// `target`'s tick interrupts passed between the wake-up and the woken thread running, and
+/// whether a reschedule IPI reached `target` meanwhile.
+fn remote_wakeup(target: usize, tick_irq: u32) -> Result<(u64, bool), alloc::string::String> {
+    let queue = Arc::new(WaitQueue::new());
+    let flag = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinning = Arc::new(AtomicBool::new(false));
+    let woke_at_tick = Arc::new(AtomicU64::new(0));
+    let woke_on = Arc::new(AtomicUsize::new(usize::MAX));
+    let waiter = {
+        let (queue, flag, stop, woke_at_tick, woke_on) = (queue.clone(), flag.clone(), stop.clone(), woke_at_tick.clone(), woke_on.clone());
+        Builder::new("ktest-rt-wait")
+            .affinity(CpuMask::only(target))
+            .params(SchedParams::real_time(Policy::Fifo, 30))
+            .spawn(move || {
+                queue.wait_event(|| flag.load(Ordering::Acquire));
+                woke_at_tick.store(crate::irq::count(tick_irq, this_cpu()), Ordering::Release);
+                woke_on.store(this_cpu(), Ordering::Release);
+                stop.store(true, Ordering::Release);
+                0
+            })
+            .expect("spawn")
+    };
+    while !queue.has_waiters() {
+        super::sleep(Duration::from_millis(1));
+    }
+    let spinner = {
+        let (stop, spinning) = (stop.clone(), spinning.clone());
+        Builder::new("ktest-rt-spin")
+            .affinity(CpuMask::only(target))
+            .params(SchedParams::real_time(Policy::Fifo, 10))
+            .spawn(move || {
+                spinning.store(true, Ordering::Release);
+                let guard = now() + 3_000_000_000;
+                while !stop.load(Ordering::Acquire) && now() < guard {
+                    core::hint::spin_loop();
+                }
+                usize::from(stop.load(Ordering::Acquire))
+            })
+            .expect("spawn")
+    };
+    while !spinning.load(Ordering::Acquire) {
+        super::sleep(Duration::from_millis(1));
+    }
+    let ticks_before = crate::irq::count(tick_irq, target);
+    let ipis_before = crate::irq::ipi_count(crate::irq::Ipi::Reschedule, target);
+    flag.store(true, Ordering::Release);
+    queue.wake_up();
+    waiter.join();
+    let spinner_stopped = spinner.join();
+    if woke_on.load(Ordering::Acquire) != target {
+        return Err(alloc::format!("the woken thread ran on CPU{}, not CPU{}", woke_on.load(Ordering::Acquire), target));
+    }
+    if spinner_stopped != 1 {
+        return Err(alloc::string::String::from("the spinner ran to its guard: the woken thread never preempted it"));
+    }
+    let ticks = woke_at_tick.load(Ordering::Acquire).saturating_sub(ticks_before);
+    Ok((ticks, crate::irq::ipi_count(crate::irq::Ipi::Reschedule, target) > ipis_before))
+}
+
 ktest!(
     fn remote_rt_wakeup_preempts_within_two_ticks() {
-        // On CPU k (not ours), a FIFO-10 thread spins; a FIFO-30 thread pinned there waits on a
-        // queue. We wake it from our CPU: the reschedule IPI should switch CPU k at once. The
-        // measure is CPU k's own tick interrupts between the wake-up and the woken thread
-        // running (no wall-clock bound, the host may deschedule vCPUs): at most 2, a generous
-        // tolerance (without the IPI the next tick does it, so this bounds the preemption
-        // path); the IPI count of CPU k must grow.
+        // The measure is the target CPU's own tick interrupts between the wake-up and the
+        // woken thread running, not wall time: at most 2 (without the IPI the next tick
+        // does it, so this bounds the whole remote preemption path). Tolerance: a vCPU the
+        // host deschedules while it holds a lock can stall the target for many ticks, so
+        // up to three attempts are made and one within two ticks is required; every
+        // attempt must preempt the spinner and send the target a reschedule IPI.
         let platform = crate::platform();
         let cpus = online_cpus();
         let Some(event) = platform.clock_event().filter(|_| platform.interrupt_controller().is_some()) else {
@@ -173,64 +235,25 @@ ktest!(
             log::info!("sched: one CPU; remote preemption has nothing to test");
             return Ok(());
         };
-        let queue = Arc::new(WaitQueue::new());
-        let flag = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let spinning = Arc::new(AtomicBool::new(false));
-        let woke_at_tick = Arc::new(AtomicU64::new(0));
-        let woke_on = Arc::new(AtomicUsize::new(usize::MAX));
-        let tick_irq = event.irq();
-        let waiter = {
-            let (queue, flag, stop, woke_at_tick, woke_on) =
-                (queue.clone(), flag.clone(), stop.clone(), woke_at_tick.clone(), woke_on.clone());
-            Builder::new("ktest-rt-wait")
-                .affinity(CpuMask::only(target))
-                .params(SchedParams::real_time(Policy::Fifo, 30))
-                .spawn(move || {
-                    queue.wait_event(|| flag.load(Ordering::Acquire));
-                    woke_at_tick.store(crate::irq::count(tick_irq, this_cpu()), Ordering::Release);
-                    woke_on.store(this_cpu(), Ordering::Release);
-                    stop.store(true, Ordering::Release);
-                    0
-                })
-                .expect("spawn")
-        };
-        while !queue.has_waiters() {
-            super::sleep(Duration::from_millis(1));
+        let mut attempts = Vec::new();
+        for _ in 0..3 {
+            let attempt = remote_wakeup(target, event.irq());
+            let done = matches!(attempt, Ok((ticks, _)) if ticks <= 2) || attempt.is_err();
+            attempts.push(attempt);
+            if done {
+                break;
+            }
         }
-        let spinner = {
-            let (stop, spinning) = (stop.clone(), spinning.clone());
-            Builder::new("ktest-rt-spin")
-                .affinity(CpuMask::only(target))
-                .params(SchedParams::real_time(Policy::Fifo, 10))
-                .spawn(move || {
-                    spinning.store(true, Ordering::Release);
-                    let guard = now() + 3_000_000_000;
-                    while !stop.load(Ordering::Acquire) && now() < guard {
-                        core::hint::spin_loop();
-                    }
-                    usize::from(stop.load(Ordering::Acquire))
-                })
-                .expect("spawn")
-        };
-        while !spinning.load(Ordering::Acquire) {
-            super::sleep(Duration::from_millis(1));
-        }
-        let ticks_before = crate::irq::count(tick_irq, target);
-        let ipis_before = crate::irq::ipi_count(crate::irq::Ipi::Reschedule, target);
-        flag.store(true, Ordering::Release);
-        queue.wake_up();
-        waiter.join();
-        let spinner_stopped = spinner.join();
         set_affinity(&pin, CpuMask::ALL).expect("restore");
-        let ticks = woke_at_tick.load(Ordering::Acquire).saturating_sub(ticks_before);
-        kassert_eq!(woke_on.load(Ordering::Acquire), target);
-        kassert!(spinner_stopped == 1, "the spinner ran to its guard: the woken thread never preempted it");
-        kassert!(ticks <= 2, "the woken FIFO-30 thread ran {} ticks of CPU{} after its wake-up", ticks, target);
+        for attempt in &attempts {
+            let (_, ipi) = attempt.clone().map_err(|error| crate::ktest::TestFailure::new(file!(), line!(), format_args!("{}", error)))?;
+            kassert!(ipi, "no reschedule IPI reached CPU{} for a remote wake-up", target);
+        }
         kassert!(
-            crate::irq::ipi_count(crate::irq::Ipi::Reschedule, target) > ipis_before,
-            "no reschedule IPI reached CPU{} for the remote wake-up",
-            target
+            attempts.iter().any(|attempt| matches!(attempt, Ok((ticks, _)) if *ticks <= 2)),
+            "the woken FIFO-30 thread never ran within 2 ticks of CPU{} (ticks per attempt: {:?})",
+            target,
+            attempts
         );
         Ok(())
     }
@@ -336,6 +359,46 @@ ktest!(
         let writers = online_cpus().len();
         kassert_eq!(*lock.read(), (writers * ROUNDS, writers * ROUNDS));
         kassert_eq!(torn.load(Ordering::Relaxed), 0);
+        Ok(())
+    }
+);
+
+ktest!(
+    fn taskset_shows_and_moves_a_thread() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let last = *online_cpus().last().expect("one CPU at least");
+        let worker = {
+            let stop = stop.clone();
+            Builder::new("ktest-taskset")
+                .spawn(move || {
+                    let mut wrong_after_move = 0;
+                    while !stop.load(Ordering::Acquire) {
+                        // Pinned before the sleep: its wake-up must have placed it there.
+                        let pinned = current().expect("thread").affinity() == CpuMask::only(last);
+                        super::sleep(Duration::from_millis(1));
+                        if pinned && this_cpu() != last {
+                            wrong_after_move += 1;
+                        }
+                    }
+                    wrong_after_move
+                })
+                .expect("spawn")
+        };
+        let id = worker.task().id();
+        let mut out = alloc::string::String::new();
+        crate::shell::execute(&alloc::format!("taskset -cp {} {}", last, id), &mut out);
+        let possible = crate::platform().possible_cpus().min(super::MAX_SCHED_CPUS as u32);
+        let all = if possible == 1 { alloc::string::String::from("0") } else { alloc::format!("0-{}", possible - 1) };
+        let expected = alloc::format!("pid {id}'s current affinity list: {all}\npid {id}'s new affinity list: {last}\n");
+        kassert!(out == expected, "taskset printed {:?}, expected {:?}", out, expected);
+        kassert!(worker.task().affinity() == CpuMask::only(last));
+        super::sleep(Duration::from_millis(30));
+        stop.store(true, Ordering::Release);
+        let wrong = worker.join();
+        kassert!(wrong == 0, "the thread ran {} times off CPU{} after taskset pinned it there", wrong, last);
+        let mut out = alloc::string::String::new();
+        crate::shell::execute("taskset -p zz 1", &mut out);
+        kassert!(out.contains("not a hexadecimal CPU mask"), "bad mask output: {:?}", out);
         Ok(())
     }
 );
