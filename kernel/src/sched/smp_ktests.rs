@@ -402,3 +402,200 @@ ktest!(
         Ok(())
     }
 );
+
+/// A small xorshift generator for the allocation mix.
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Fills `length` bytes at `address` with the pattern of `seed`.
+fn fill(address: usize, length: usize, seed: u64) {
+    // SAFETY: the caller owns `length` bytes at `address`, just allocated for it.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(address as *mut u8, length) };
+    for (index, byte) in bytes.iter_mut().enumerate() {
+        *byte = (seed as usize).wrapping_add(index.wrapping_mul(31)) as u8;
+    }
+}
+
+/// Whether `length` bytes at `address` still hold the pattern of `seed`.
+fn holds(address: usize, length: usize, seed: u64) -> bool {
+    // SAFETY: the caller owns `length` bytes at `address`, filled by `fill`.
+    let bytes = unsafe { core::slice::from_raw_parts(address as *const u8, length) };
+    bytes.iter().enumerate().all(|(index, &byte)| byte == (seed as usize).wrapping_add(index.wrapping_mul(31)) as u8)
+}
+
+/// What one allocating thread did: operations, and objects whose pattern was overwritten.
+#[derive(Clone, Copy, Default, Debug)]
+struct AllocationReport {
+    operations: usize,
+    corrupted: usize,
+    failed: usize,
+}
+
+/// One pinned thread's allocation mix until `end`: pages of order 0-2, kmalloc objects of
+/// 8 bytes to 3 KiB and objects of `cache`, at most 8 live of each kind, freed in random
+/// order; every object carries a pattern seeded by the thread and checked before the free.
+/// Uses no heap of its own, so the counters compare exactly.
+fn allocation_mix(thread: u64, cache: &crate::mm::slab::KmemCache, end: u64) -> AllocationReport {
+    use crate::mm::{AllocFlags, PhysicalAddress, MEMORY};
+    const LIVE: usize = 8;
+    let buddy = MEMORY.buddy().expect("page allocator");
+    let mut report = AllocationReport::default();
+    let mut random = 0x9e37_79b9_7f4a_7c15 ^ (thread + 1).wrapping_mul(0x2545_f491_4f6c_dd1d);
+    let mut pages: [Option<(PhysicalAddress, u32, u64)>; LIVE] = [None; LIVE];
+    let mut objects: [Option<(core::ptr::NonNull<u8>, usize, u64)>; LIVE] = [None; LIVE];
+    let mut slab_objects: [Option<(core::ptr::NonNull<u8>, u64)>; LIVE] = [None; LIVE];
+    let object_size = cache.object_size().min(256);
+    let mut serial = 0u64;
+    while now() < end {
+        let choice = next_random(&mut random);
+        let slot = (choice >> 8) as usize % LIVE;
+        serial += 1;
+        let seed = (thread << 40) ^ serial;
+        report.operations += 1;
+        match choice % 3 {
+            0 => match pages[slot].take() {
+                Some((address, order, seed)) => {
+                    report.corrupted += usize::from(!holds(buddy.virtual_address(address), 4096 << order, seed));
+                    report.failed += usize::from(MEMORY.free_pages(address, order).is_err());
+                }
+                None => {
+                    let order = (choice >> 16) as u32 % 3;
+                    match MEMORY.alloc_pages(order, AllocFlags::NO_WARN) {
+                        Ok(address) => {
+                            fill(buddy.virtual_address(address), 4096 << order, seed);
+                            pages[slot] = Some((address, order, seed));
+                        }
+                        Err(_) => report.failed += 1,
+                    }
+                }
+            },
+            1 => match objects[slot].take() {
+                Some((pointer, size, seed)) => {
+                    report.corrupted += usize::from(!holds(pointer.as_ptr() as usize, size, seed));
+                    report.failed += usize::from(MEMORY.kfree(pointer).is_err());
+                }
+                None => {
+                    let size = 8 + (choice >> 16) as usize % 3072;
+                    match MEMORY.kmalloc(size, AllocFlags::NO_WARN) {
+                        Ok(pointer) => {
+                            fill(pointer.as_ptr() as usize, size, seed);
+                            objects[slot] = Some((pointer, size, seed));
+                        }
+                        Err(_) => report.failed += 1,
+                    }
+                }
+            },
+            _ => match slab_objects[slot].take() {
+                Some((pointer, seed)) => {
+                    report.corrupted += usize::from(!holds(pointer.as_ptr() as usize, object_size, seed));
+                    report.failed += usize::from(MEMORY.kmem_cache_free(cache, pointer).is_err());
+                }
+                None => match MEMORY.kmem_cache_alloc(cache, AllocFlags::NO_WARN) {
+                    Ok(pointer) => {
+                        fill(pointer.as_ptr() as usize, object_size, seed);
+                        slab_objects[slot] = Some((pointer, seed));
+                    }
+                    Err(_) => report.failed += 1,
+                },
+            },
+        }
+        if serial % 64 == 0 {
+            yield_now();
+        }
+    }
+    for (address, order, seed) in pages.iter().flatten().copied() {
+        report.corrupted += usize::from(!holds(buddy.virtual_address(address), 4096 << order, seed));
+        report.failed += usize::from(MEMORY.free_pages(address, order).is_err());
+    }
+    for (pointer, size, seed) in objects.iter().flatten().copied() {
+        report.corrupted += usize::from(!holds(pointer.as_ptr() as usize, size, seed));
+        report.failed += usize::from(MEMORY.kfree(pointer).is_err());
+    }
+    for (pointer, seed) in slab_objects.iter().flatten().copied() {
+        report.corrupted += usize::from(!holds(pointer.as_ptr() as usize, object_size, seed));
+        report.failed += usize::from(MEMORY.kmem_cache_free(cache, pointer).is_err());
+    }
+    report
+}
+
+/// Free pages and kmalloc objects in use, after handing free slabs and every per-CPU page
+/// list and object array back (`MemoryManager::shrink`), so per-CPU caching does not count.
+fn memory_counters() -> (usize, usize) {
+    use crate::mm::MEMORY;
+    MEMORY.shrink();
+    let free = MEMORY.buddy().map_or(0, |buddy| buddy.free_page_count());
+    let active: usize = MEMORY.kmalloc_caches().caches().iter().map(|cache| cache.statistics().active_objects).sum();
+    (free, active)
+}
+
+ktest!(
+    fn allocation_on_every_cpu_at_once_keeps_patterns_and_counts() {
+        // One thread pinned to each online CPU runs the allocation mix for 200 ms. The
+        // threads exist before the first count and after the last (they wait on flags), so
+        // their stacks and records are in both; free pages (after shrinking, which drains the
+        // per-CPU page lists and object arrays) and kmalloc objects in use must match exactly,
+        // and the test cache must have no object left.
+        let cache = crate::mm::kmem_cache_create("ktest-smp-alloc", 200, 8, None)
+            .map_err(|error| crate::ktest::TestFailure::new(file!(), line!(), format_args!("kmem_cache_create: {:?}", error)))?;
+        let cache_address = &*cache as *const crate::mm::slab::KmemCache as usize;
+        let cpus = online_cpus();
+        let start = Arc::new(AtomicU64::new(0));
+        let finished = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(AtomicBool::new(false));
+        let handles: Vec<JoinHandle> = cpus
+            .iter()
+            .enumerate()
+            .map(|(index, &cpu)| {
+                let (start, finished, release) = (start.clone(), finished.clone(), release.clone());
+                Builder::new("ktest-alloc")
+                    .affinity(CpuMask::only(cpu))
+                    .spawn(move || {
+                        while start.load(Ordering::Acquire) == 0 {
+                            super::sleep(Duration::from_millis(1));
+                        }
+                        // SAFETY: the cache outlives the threads: it is destroyed after they are joined.
+                        let cache = unsafe { &*(cache_address as *const crate::mm::slab::KmemCache) };
+                        let report = allocation_mix(index as u64, cache, start.load(Ordering::Acquire));
+                        finished.fetch_add(1, Ordering::AcqRel);
+                        while !release.load(Ordering::Acquire) {
+                            super::sleep(Duration::from_millis(1));
+                        }
+                        let packed =
+                            report.operations.min(0xffff_ffff) | report.corrupted.min(0xffff) << 32 | report.failed.min(0xffff) << 48;
+                        if this_cpu() == cpu {
+                            packed
+                        } else {
+                            usize::MAX
+                        }
+                    })
+                    .expect("spawn")
+            })
+            .collect();
+        super::sleep(Duration::from_millis(5));
+        let before = memory_counters();
+        start.store(now() + 200_000_000, Ordering::Release);
+        while finished.load(Ordering::Acquire) < cpus.len() && now() < start.load(Ordering::Acquire) + 10_000_000_000 {
+            super::sleep(Duration::from_millis(5));
+        }
+        let after = memory_counters();
+        let cache_left = cache.statistics().active_objects;
+        release.store(true, Ordering::Release);
+        let reports: Vec<usize> = handles.into_iter().map(JoinHandle::join).collect();
+        let destroyed = crate::mm::MEMORY.kmem_cache_destroy(cache).is_ok();
+        for (cpu, &packed) in cpus.iter().zip(&reports) {
+            kassert!(packed != usize::MAX, "the thread pinned to CPU{} ended elsewhere", cpu);
+            let (operations, corrupted, failed) = (packed & 0xffff_ffff, (packed >> 32) & 0xffff, packed >> 48);
+            kassert!(corrupted == 0, "CPU{}: {} objects lost their pattern", cpu, corrupted);
+            kassert!(failed == 0, "CPU{}: {} allocations or frees failed", cpu, failed);
+            kassert!(operations > 0, "CPU{} did no allocation", cpu);
+        }
+        kassert!(before == after, "free pages / kmalloc objects in use: {:?} before, {:?} after", before, after);
+        kassert!(cache_left == 0, "{} test-cache objects left", cache_left);
+        kassert!(destroyed, "the test cache could not be destroyed");
+        Ok(())
+    }
+);
