@@ -394,3 +394,56 @@ ktest!(
         })
     }
 );
+
+/// Recurses with a 1 KiB frame until the stack runs into its guard page.
+#[inline(never)]
+fn descend(depth: usize) -> usize {
+    let mut frame = [0u8; 1024];
+    frame[depth % 1024] = depth as u8;
+    let frame = core::hint::black_box(&mut frame);
+    if depth > 1 << 20 {
+        return frame[0] as usize;
+    }
+    descend(depth + 1) + frame[1] as usize
+}
+
+ktest!(
+    fn kernel_thread_stacks_have_an_unmapped_guard_page() {
+        let mmu = crate::try_platform().is_some_and(|platform| platform.mmu().is_some());
+        let handle = spawn("ktest-guard", || 0).expect("spawn");
+        let unmapped = handle.task().stack.lock().as_ref().is_some_and(super::KernelStack::guard_unmapped);
+        handle.join();
+        kassert!(unmapped == mmu, "guard page unmapped: {} on a board with an MMU: {}", unmapped, mmu);
+        // Stacks come back mapped: many spawn/exit rounds neither leak pages nor fault.
+        let free_before = crate::mm::MEMORY.buddy().map(|buddy| buddy.free_page_count());
+        for _ in 0..16 {
+            spawn("ktest-guard", || 0).expect("spawn").join();
+        }
+        let reused = spawn("ktest-guard", || 0).expect("spawn");
+        let stack_intact = reused.task().stack_guard_intact();
+        reused.join();
+        kassert!(stack_intact);
+        if let Some(before) = free_before {
+            crate::mm::MEMORY.shrink();
+            let after = crate::mm::MEMORY.buddy().map_or(0, |buddy| buddy.free_page_count());
+            // Tolerance 64 pages: the last stack may still wait for its free, and splitting the
+            // direct map for guard pages keeps a few page-table pages; leaked stacks would be
+            // 17 x 8 = 136 pages.
+            kassert!(after + 64 >= before, "17 thread stacks leaked pages: {} free before, {} after", before, after);
+        }
+        Ok(())
+    }
+);
+
+ktest!(manual fn overflow_a_kernel_thread_stack() {
+    // A kernel thread recurses until it runs into the unmapped page under its stack: the
+    // fault report must name a kernel stack overflow (tests/matrix.toml, suite
+    // sched.kthread-stack-overflow).
+    let handle = spawn("ktest-overflow", || {
+        crate::console::print_arguments(format_args!("sched: thread ktest-overflow overflowing its stack\n"));
+        descend(0)
+    })
+    .expect("spawn");
+    let result = handle.join();
+    Err(crate::ktest::TestFailure::new(file!(), line!(), format_args!("the kernel thread stack overflow did not fault ({})", result)))
+});
