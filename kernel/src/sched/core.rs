@@ -9,8 +9,9 @@
 //!
 //! SMP rules:
 //! - A task's `cpu` changes only with the run-queue locks of both the old and the new CPU
-//!   held (taken in CPU order, interrupts masked), so `lock_task_run_queue` (lock the CPU the
-//!   task names, then check it still names it) pins a task to one run queue.
+//!   held (taken in CPU order, interrupts masked; `enqueue_on`, `load_balance`,
+//!   `set_affinity`), so `lock_task_run_queue` (lock the CPU the task names, then check it
+//!   still names it) pins a task to one run queue, queued or on its way to one.
 //! - A task is never picked, pulled or placed elsewhere while `on_cpu` is set (its registers
 //!   are still being saved): the balancer skips such tasks, and a waker that moves a task to
 //!   another CPU first waits for `on_cpu` to clear, holding no run-queue lock.
@@ -279,10 +280,18 @@ pub(super) fn enqueue_new(task: &Arc<Task>) {
 
 /// Queues `task` (runnable, on no run queue, not on any CPU) on `cpu`, asking that CPU to
 /// reschedule if the task should preempt what runs there. Interrupts must be masked.
+/// Moving the task to another CPU takes the old CPU's lock too: whoever holds the lock of
+/// the CPU the task names (a priority change) then sees it either before or after the move.
 fn enqueue_on(cpu: usize, task: &Arc<Task>, reason: EnqueueReason) {
     let per_cpu = &CPUS[cpu];
     let preempt = {
-        let mut guard = per_cpu.state.lock_irqs_disabled();
+        let from = task.cpu();
+        let (_from_guard, mut guard) = if from != cpu {
+            let (from_guard, guard) = lock_two(from, cpu);
+            (Some(from_guard), guard)
+        } else {
+            (None, per_cpu.state.lock_irqs_disabled())
+        };
         task.set_cpu(cpu);
         let Some(state) = guard.as_mut() else { return };
         let preempt = state.run_queue.check_preempt_wakeup_over(&state.current, &state.idle, task);
