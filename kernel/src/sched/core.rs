@@ -70,6 +70,11 @@ pub(super) struct PerCpu {
     pub ticks: AtomicU64,
     /// Tasks pulled to this CPU by the balancer, and pushed here for their affinity.
     pub migrations: AtomicU64,
+    /// Tick (of `ticks`) before which the balancer does not try again after finding nothing
+    /// it could move, and the current back-off in ticks (doubling up to
+    /// [`MAX_BALANCE_BACKOFF_TICKS`]).
+    pub balance_next: AtomicU64,
+    pub balance_backoff: AtomicU64,
 }
 
 impl PerCpu {
@@ -85,6 +90,8 @@ impl PerCpu {
             idle: AtomicBool::new(true),
             ticks: AtomicU64::new(0),
             migrations: AtomicU64::new(0),
+            balance_next: AtomicU64::new(0),
+            balance_backoff: AtomicU64::new(0),
         }
     }
 
@@ -108,6 +115,11 @@ impl PerCpu {
 /// How often (in ticks) a busy CPU runs the periodic load balancer; an idle CPU balances
 /// at every tick and before it halts.
 pub const BALANCE_INTERVAL_TICKS: u64 = 4;
+
+/// Longest back-off of a CPU's balancer after attempts that found no task it may take (all
+/// pinned, or on their way): taking a busy CPU's run-queue lock from every idle CPU at
+/// every wake-up would slow that CPU down for nothing.
+pub const MAX_BALANCE_BACKOFF_TICKS: u64 = 16;
 
 pub(super) static CPUS: [PerCpu; MAX_SCHED_CPUS] = [const { PerCpu::new() }; MAX_SCHED_CPUS];
 static SWITCH: Once<ContextSwitch> = Once::new();
@@ -503,7 +515,10 @@ fn schedule_with(requeue: Requeue) {
         let now = clock();
         let previous = state.current.clone();
         let previous_is_idle = Arc::ptr_eq(&previous, &state.idle);
-        let runnable = previous.state() == TaskState::Running || previous_is_idle;
+        // A preempted task stays runnable whatever state it set (Linux's preempt_schedule):
+        // it may have marked itself sleeping but not yet be where a waker can find it (on a
+        // wait queue, among the sleepers), or be exiting with waiters still to wake.
+        let runnable = previous.state() == TaskState::Running || previous_is_idle || requeue == Requeue::Preempted;
         // Runnable but no longer allowed here: not requeued, pushed once switched away.
         let push = runnable && !previous_is_idle && !previous.affinity().contains(cpu);
         if !previous_is_idle {
@@ -583,7 +598,9 @@ fn finish_switch_irqs_disabled(per_cpu: &PerCpu) {
         if push {
             let cpu = select_cpu(&previous);
             enqueue_on(cpu, &previous, EnqueueReason::Migrated);
-        } else if previous.state() == TaskState::Dead {
+        } else if previous.state() == TaskState::Dead && !previous.on_run_queue.load(Ordering::Acquire) {
+            // Exited and switched away for good (a preempted exiting task is still queued).
+            // Its stack goes back.
             let stack = previous.stack.lock().take();
             drop(stack);
             TASKS.lock().remove(&previous.id());
@@ -672,7 +689,12 @@ pub(super) fn load_balance(this: usize) -> usize {
     let loads: [CpuLoad; MAX_SCHED_CPUS] =
         core::array::from_fn(|cpu| if active.contains(cpu) { CPUS[cpu].snapshot() } else { CpuLoad::default() });
     let Some((busiest, count)) = balance::find_busiest(this, &loads) else { return 0 };
-    with_interrupts_masked(|| {
+    let per_cpu = &CPUS[this];
+    let ticks = per_cpu.ticks.load(Ordering::Relaxed);
+    if ticks < per_cpu.balance_next.load(Ordering::Relaxed) {
+        return 0;
+    }
+    let moved = with_interrupts_masked(|| {
         let (mut here_guard, mut there_guard) = lock_two(this, busiest);
         let (Some(here), Some(there)) = (here_guard.as_mut(), there_guard.as_mut()) else { return 0 };
         let mut moved = 0;
@@ -692,7 +714,16 @@ pub(super) fn load_balance(this: usize) -> usize {
             CPUS[this].migrations.fetch_add(moved as u64, Ordering::Relaxed);
         }
         moved
-    })
+    });
+    if moved > 0 {
+        per_cpu.balance_backoff.store(0, Ordering::Relaxed);
+        per_cpu.balance_next.store(0, Ordering::Relaxed);
+    } else {
+        let backoff = (per_cpu.balance_backoff.load(Ordering::Relaxed) * 2).clamp(1, MAX_BALANCE_BACKOFF_TICKS);
+        per_cpu.balance_backoff.store(backoff, Ordering::Relaxed);
+        per_cpu.balance_next.store(ticks + backoff, Ordering::Relaxed);
+    }
+    moved
 }
 
 /// Puts the calling task to sleep until the clock reaches `deadline` (nanoseconds since

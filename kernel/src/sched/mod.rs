@@ -29,7 +29,8 @@ use alloc::sync::Arc;
 pub use self::core::{
     active_mask, cpu_times, current, current_id, idle_loop, is_running, migrations, need_resched, preempt_count, preempt_disable,
     preempt_enable, preempt_schedule_irq, schedule, scheduler_tick, set_affinity, set_current_state, set_need_resched, sleep_until,
-    this_cpu, wake_expired_sleepers, wake_up_process, AffinityError, CpuTimes, BALANCE_INTERVAL_TICKS, MAX_SCHED_CPUS,
+    this_cpu, wake_expired_sleepers, wake_up_process, AffinityError, CpuTimes, BALANCE_INTERVAL_TICKS, MAX_BALANCE_BACKOFF_TICKS,
+    MAX_SCHED_CPUS,
 };
 pub use balance::CpuMask;
 pub use policy::{ParameterError, Policy, SchedParams};

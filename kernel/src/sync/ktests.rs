@@ -16,6 +16,10 @@ const ROUNDS: usize = 100;
 /// the all-CPU variants of these tests are in `sched::smp_ktests`.
 fn run_threads(body: impl Fn(usize) + Send + Sync + 'static) {
     let body = Arc::new(body);
+    // The caller too, so it creates them all before any runs, as on one CPU.
+    let caller = sched::current().expect("ktests run in a thread");
+    let saved_affinity = caller.affinity();
+    let _ = sched::set_affinity(&caller, sched::CpuMask::only(sched::this_cpu()));
     let cpu = sched::CpuMask::only(sched::this_cpu());
     let handles: Vec<_> = (0..THREADS)
         .map(|index| {
@@ -32,6 +36,7 @@ fn run_threads(body: impl Fn(usize) + Send + Sync + 'static) {
     for handle in handles {
         handle.join();
     }
+    let _ = sched::set_affinity(&caller, saved_affinity);
 }
 
 ktest!(
