@@ -188,17 +188,6 @@ pub fn active_mask() -> CpuMask {
     CpuMask(bits)
 }
 
-/// `cpu`'s preempt count and need-resched flag (for diagnostics).
-pub fn preempt_state(cpu: usize) -> (u32, bool, u64) {
-    CPUS.get(cpu).map_or((0, false, 0), |per_cpu| {
-        (
-            per_cpu.preempt_count.load(Ordering::Relaxed),
-            per_cpu.need_resched.load(Ordering::Relaxed),
-            per_cpu.current_id.load(Ordering::Relaxed),
-        )
-    })
-}
-
 /// Tasks moved to `cpu` by the balancer or for their affinity since boot.
 pub fn migrations(cpu: usize) -> u64 {
     CPUS.get(cpu).map_or(0, |per_cpu| per_cpu.migrations.load(Ordering::Relaxed))
