@@ -1,9 +1,14 @@
-//! SMP bring-up: the boot CPU starts every CPU the platform describes, each on its own stack; a secondary CPU brings up its interrupts and tick, reports itself, and idles until there is work for it.
+//! SMP bring-up: the boot CPU starts every CPU the platform describes, each on its own stack; a secondary CPU brings up its interrupts and tick, reports itself, then joins the scheduler and runs tasks.
 //!
 //! Logical CPU ids run from 0 (the boot CPU) in bring-up order; the arch layer keeps them
 //! in a per-CPU register (TPIDR_EL1 on aarch64) behind [`hinoki_interface::Cpu::current_id`].
-//! Secondary CPUs take interrupts (their tick, IPIs) and run call-function requests
-//! ([`crate::irq::call_function_single`]); the scheduler does not run threads on them yet.
+//! A secondary CPU takes interrupts (its tick, IPIs) and call-function requests
+//! ([`crate::irq::call_function_single`]) from the moment it reports itself; once the boot
+//! CPU has started the scheduler (`sched::init`), the secondary turns its boot context into
+//! its idle task `swapper/N` ([`crate::sched::init_secondary`]), starts its `ksoftirqd/N`
+//! (pinned to it) and enters the idle loop, which halts with interrupts enabled and wakes
+//! on the tick or the reschedule IPI. From then on the scheduler places, wakes, balances
+//! and migrates tasks over every CPU (see `sched::core`).
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -82,12 +87,20 @@ fn secondary_main(cpu: u32) -> ! {
     log::info!("smp: CPU{} up: {}", cpu, platform.cpu().model());
     READY.fetch_or(1 << cpu, Ordering::AcqRel);
     platform.cpu().enable_interrupts();
+    // Interrupts only (tick, IPIs) until the boot CPU has started the scheduler; the tick
+    // wakes this loop to look again.
     loop {
-        // No threads run here yet: sleep until an interrupt (tick, IPI) and handle it.
         let state = platform.cpu().disable_interrupts();
+        if crate::sched::init_secondary() {
+            platform.cpu().restore_interrupts(state);
+            break;
+        }
         platform.cpu().idle();
         platform.cpu().restore_interrupts(state);
     }
+    // This CPU's softirq thread, pinned here, then the idle task's loop.
+    crate::softirq::init();
+    crate::sched::idle_loop()
 }
 
 fn cpu_identity(argument: usize) -> usize {

@@ -148,3 +148,64 @@ crate::ktest!(
         Ok(())
     }
 );
+
+/// A test failure reporting `error`.
+fn failure(error: impl core::fmt::Debug) -> crate::ktest::TestFailure {
+    crate::ktest::TestFailure::new(file!(), line!(), format_args!("{:?}", error))
+}
+
+/// CPUs that have entered [`wait_for_every_target`] in the current call.
+static ARRIVED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Counts itself in and waits (bounded, 1 s) until `expected` CPUs are in: returns the CPU
+/// number in the low 16 bits and 1 above them if every target was inside at once.
+fn wait_for_every_target(expected: usize) -> usize {
+    use core::sync::atomic::Ordering;
+    ARRIVED.fetch_add(1, Ordering::AcqRel);
+    let started = crate::time::since_boot_nanoseconds();
+    while ARRIVED.load(Ordering::Acquire) < expected && crate::time::since_boot_nanoseconds() - started < 1_000_000_000 {
+        core::hint::spin_loop();
+    }
+    let together = usize::from(ARRIVED.load(Ordering::Acquire) >= expected);
+    (together << 16) | super::current_cpu()
+}
+
+crate::ktest!(
+    fn call_function_many_runs_on_every_cpu_in_the_mask_at_once() {
+        use core::sync::atomic::Ordering;
+        let Some(_platform) = interrupt_platform() else { return Ok(()) };
+        let online = crate::smp::ready_mask() as u64;
+        let count = online.count_ones() as usize;
+        // Every CPU waits inside the function until all are in: only concurrent calls finish
+        // together (a serial implementation would see one CPU at a time and time out inside).
+        ARRIVED.store(0, Ordering::Release);
+        let results = super::call_function_many(crate::sched::CpuMask::ALL, wait_for_every_target, count).map_err(failure)?;
+        for cpu in 0..super::MAX_CPUS {
+            if online & (1 << cpu) == 0 {
+                crate::kassert!(results[cpu].is_none(), "CPU{} is not online but returned {:?}", cpu, results[cpu]);
+                continue;
+            }
+            crate::kassert!(
+                results[cpu] == Some((1 << 16) | cpu),
+                "CPU{} returned {:?} (expected {:#x}: its number, all CPUs inside together)",
+                cpu,
+                results[cpu],
+                (1 << 16) | cpu
+            );
+        }
+        // A mask without the caller's CPU (pinned there meanwhile): the caller does not run it.
+        let pinned = crate::sched::current().expect("thread");
+        crate::sched::set_affinity(&pinned, crate::sched::CpuMask::only(crate::sched::this_cpu())).map_err(failure)?;
+        let here = super::current_cpu();
+        let others = crate::sched::CpuMask(online & !(1 << here));
+        ARRIVED.store(0, Ordering::Release);
+        let results = super::call_function_many(others, wait_for_every_target, others.0.count_ones() as usize);
+        crate::sched::set_affinity(&pinned, crate::sched::CpuMask::ALL).map_err(failure)?;
+        let results = results.map_err(failure)?;
+        crate::kassert!(results[here].is_none(), "the caller's CPU{} ran a call its mask left out", here);
+        for cpu in (0..super::MAX_CPUS).filter(|&cpu| others.contains(cpu)) {
+            crate::kassert!(results[cpu] == Some((1 << 16) | cpu), "CPU{} returned {:?}", cpu, results[cpu]);
+        }
+        Ok(())
+    }
+);

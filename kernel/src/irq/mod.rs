@@ -295,6 +295,75 @@ pub fn call_function_single(cpu: u32, function: fn(usize) -> usize, argument: us
     }
 }
 
+/// What [`call_function_many`] returns: the result of each CPU that ran the function, by
+/// CPU number (`None` for CPUs outside the mask or not online).
+pub type CallResults = [Option<usize>; MAX_CPUS];
+
+/// Runs `function(argument)` on every online CPU in `mask` at once (Linux's
+/// `smp_call_function_many` with `wait`): the others through call-function IPIs, the
+/// caller's own CPU (if in the mask) directly, with interrupts masked as in an IPI handler,
+/// after the IPIs are sent. Waits for every CPU and returns the results by CPU. The caller
+/// must have interrupts enabled; CPUs in the mask that are not online are skipped.
+///
+/// # Errors
+/// [`CallError::InterruptsDisabled`]; [`CallError::Ipi`] if an IPI could not be sent (the
+/// calls already sent are withdrawn or waited for); [`CallError::Timeout`] if a CPU did not
+/// run the function within [`CALL_TIMEOUT_NANOSECONDS`].
+pub fn call_function_many(mask: crate::sched::CpuMask, function: fn(usize) -> usize, argument: usize) -> Result<CallResults, CallError> {
+    let platform = crate::platform();
+    if !platform.cpu().interrupts_enabled() {
+        return Err(CallError::InterruptsDisabled);
+    }
+    let online = crate::smp::ready_mask() as u64;
+    let targets = crate::sched::CpuMask(mask.0 & online);
+    let mut results: CallResults = [None; MAX_CPUS];
+    // Holding the sender lock keeps this task on its CPU (preemption is off) and the slots ours.
+    let _sender = CALL_SENDER.lock();
+    let me = current_cpu();
+    let mut sent = 0u64;
+    let mut failure = None;
+    for cpu in (0..MAX_CPUS).filter(|&cpu| cpu != me && targets.contains(cpu)) {
+        *CALL_QUEUE[cpu].lock() = Some(CallRequest { function, argument, result: None });
+        match send_ipi(IpiTarget::Cpu(cpu as u32), Ipi::CallFunction) {
+            Ok(()) => sent |= 1 << cpu,
+            Err(error) => {
+                *CALL_QUEUE[cpu].lock() = None;
+                failure = Some(CallError::Ipi(error));
+                break;
+            }
+        }
+    }
+    if failure.is_none() && targets.contains(me) {
+        let saved = platform.cpu().disable_interrupts();
+        results[me] = Some(function(argument));
+        platform.cpu().restore_interrupts(saved);
+    }
+    let started = crate::time::since_boot_nanoseconds();
+    let mut waiting = sent;
+    while waiting != 0 {
+        let still = waiting;
+        for cpu in (0..MAX_CPUS).filter(|&cpu| still & (1 << cpu) != 0) {
+            let mut pending = CALL_QUEUE[cpu].lock();
+            if let Some(result) = pending.and_then(|request| request.result) {
+                *pending = None;
+                results[cpu] = Some(result);
+                waiting &= !(1 << cpu);
+            }
+        }
+        if waiting != 0 && crate::time::since_boot_nanoseconds().saturating_sub(started) > CALL_TIMEOUT_NANOSECONDS {
+            for cpu in (0..MAX_CPUS).filter(|&cpu| waiting & (1 << cpu) != 0) {
+                *CALL_QUEUE[cpu].lock() = None;
+            }
+            return Err(CallError::Timeout);
+        }
+        platform.cpu().relax();
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(results),
+    }
+}
+
 fn handle_ipi(number: u32) {
     let Some(ipi) = descriptor(number).and_then(|descriptor| descriptor.ipi) else { return };
     match ipi {

@@ -167,12 +167,15 @@ pub struct LoopResult {
     pub elapsed: u64,
 }
 
-/// Runs `workload` on `loops` threads at once, thread `n` bound to CPU `n` (FIFO, behind a
-/// start barrier), `iterations` operations each.
+/// Runs `workload` on `loops` threads at once, thread `n` bound to the `n`-th online CPU
+/// (FIFO, behind a start barrier), `iterations` operations each.
 pub fn run_concurrently(workload: Workload, loops: usize, iterations: u64) -> Result<Vec<LoopResult>, BenchError> {
     let arrived = Arc::new(AtomicUsize::new(0));
     let results: Arc<Vec<[AtomicU64; 3]>> = Arc::new((0..loops).map(|_| [const { AtomicU64::new(0) }; 3]).collect());
     let mut handles = Vec::new();
+    // Loop n runs on the n-th online CPU (wrapping when there are more loops than CPUs).
+    let active = sched::active_mask();
+    let online: Vec<usize> = (0..sched::MAX_SCHED_CPUS).filter(|&cpu| active.contains(cpu)).collect();
     // The spawner outranks the loops until all exist, so a loop waiting at the barrier on
     // the spawner's CPU cannot starve it.
     let spawner = sched::current().ok_or(BenchError::NoScheduler)?;
@@ -182,7 +185,7 @@ pub fn run_concurrently(workload: Workload, loops: usize, iterations: u64) -> Re
         let (loop_arrived, results) = (arrived.clone(), results.clone());
         let handle = Builder::new("bench-mm")
             .params(SchedParams::real_time(Policy::Fifo, 40))
-            .affinity(CpuMask::only(index))
+            .affinity(CpuMask::only(online.get(index % online.len().max(1)).copied().unwrap_or(0)))
             .spawn(move || {
                 loop_arrived.fetch_add(1, Ordering::AcqRel);
                 // Wait for every loop; yielding lets loops that share a CPU get there.

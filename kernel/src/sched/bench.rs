@@ -23,6 +23,35 @@ fn fifo(priority: u8) -> SchedParams {
     SchedParams::real_time(Policy::Fifo, priority)
 }
 
+/// Keeps the calling thread on its CPU until dropped: the benchmarks measure one CPU's
+/// switches and wake-ups, so every thread of a benchmark runs on the caller's CPU.
+struct PinnedHere {
+    task: Option<alloc::sync::Arc<super::Task>>,
+    saved: super::CpuMask,
+}
+
+fn pin_here() -> PinnedHere {
+    let task = super::current();
+    let saved = task.as_ref().map_or(super::CpuMask::ALL, |task| task.affinity());
+    if let Some(task) = task.as_ref() {
+        let _ = super::set_affinity(task, super::CpuMask::only(super::this_cpu()));
+    }
+    PinnedHere { task, saved }
+}
+
+impl Drop for PinnedHere {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.as_ref() {
+            let _ = super::set_affinity(task, self.saved);
+        }
+    }
+}
+
+/// The calling CPU's mask, for the threads a benchmark creates.
+fn here() -> super::CpuMask {
+    super::CpuMask::only(super::this_cpu())
+}
+
 /// Runs `body` with the calling thread at FIFO priority `priority` (so benchmark threads
 /// of lower priority wait until it blocks), then restores it.
 fn as_fifo<R>(priority: u8, body: impl FnOnce() -> R) -> R {
@@ -36,12 +65,14 @@ fn as_fifo<R>(priority: u8, body: impl FnOnce() -> R) -> R {
 
 /// Nanoseconds per context switch between two FIFO threads that yield to each other.
 pub fn yield_switch(iterations: u64) -> u64 {
+    let _pinned = pin_here();
     let start = Arc::new(AtomicU64::new(0));
     let handles: Vec<_> = as_fifo(60, || {
         (0..2)
             .map(|_| {
                 let start = start.clone();
                 Builder::new("bench-yield")
+                    .affinity(here())
                     .params(fifo(50))
                     .spawn(move || {
                         let _ = start.compare_exchange(0, now(), Ordering::AcqRel, Ordering::Acquire);
@@ -60,11 +91,13 @@ pub fn yield_switch(iterations: u64) -> u64 {
 
 /// Nanoseconds per round trip: up/down on two semaphores between two FIFO threads.
 pub fn semaphore_ping_pong(iterations: u64) -> u64 {
+    let _pinned = pin_here();
     let ping = Arc::new(Semaphore::new(0));
     let pong = Arc::new(Semaphore::new(0));
     let (ping2, pong2) = (ping.clone(), pong.clone());
     let (responder, initiator) = as_fifo(60, || {
         let responder = Builder::new("bench-pong")
+            .affinity(here())
             .params(fifo(50))
             .spawn(move || {
                 for _ in 0..iterations {
@@ -75,6 +108,7 @@ pub fn semaphore_ping_pong(iterations: u64) -> u64 {
             })
             .expect("spawn");
         let initiator = Builder::new("bench-ping")
+            .affinity(here())
             .params(fifo(50))
             .spawn(move || {
                 let started = now();
@@ -136,6 +170,7 @@ fn median(values: &mut [u64]) -> u64 {
 /// Median nanoseconds from raising a softirq in a hardware interrupt (a self IPI) to its
 /// handler running at that interrupt's exit; `None` without an interrupt controller.
 pub fn softirq_raise_to_run(samples: usize) -> Option<u64> {
+    let _pinned = pin_here();
     if !has_interrupts() {
         return None;
     }
@@ -153,6 +188,7 @@ pub fn softirq_raise_to_run(samples: usize) -> Option<u64> {
 /// Median nanoseconds from a hardware interrupt handler waking a FIFO thread to that
 /// thread running (preempting the interrupted one at interrupt exit).
 pub fn irq_to_task_wakeup(samples: usize) -> Option<u64> {
+    let _pinned = pin_here();
     if !has_interrupts() {
         return None;
     }
@@ -161,6 +197,7 @@ pub fn irq_to_task_wakeup(samples: usize) -> Option<u64> {
     let waiter = {
         let (latencies, stop) = (latencies.clone(), stop.clone());
         Builder::new("bench-wakee")
+            .affinity(here())
             .params(fifo(70))
             .spawn(move || {
                 while !stop.load(Ordering::Acquire) {
@@ -207,6 +244,7 @@ pub mod thread_metric {
 
     /// Cooperative scheduling: five equal-priority threads, each relinquishing in turn.
     pub fn cooperative_scheduling(interval: u64) -> u64 {
+        let _pinned = pin_here();
         let counter = Arc::new(AtomicU64::new(0));
         // Set once every thread exists: the threads run only after this one blocks.
         let deadline = Arc::new(AtomicU64::new(u64::MAX));
@@ -215,6 +253,7 @@ pub mod thread_metric {
                 .map(|_| {
                     let (counter, deadline) = (counter.clone(), deadline.clone());
                     Builder::new("tm-coop")
+                        .affinity(here())
                         .params(fifo(40))
                         .spawn(move || {
                             while now() < deadline.load(Ordering::Acquire) {
@@ -238,6 +277,7 @@ pub mod thread_metric {
     /// Preemptive scheduling: five threads of rising priority; each resumes the next
     /// higher one, which preempts it, and the highest suspends back down the chain.
     pub fn preemptive_scheduling(interval: u64) -> u64 {
+        let _pinned = pin_here();
         let counter = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let gates: Arc<Vec<Semaphore>> = Arc::new((0..5).map(|_| Semaphore::new(0)).collect());
@@ -248,6 +288,7 @@ pub mod thread_metric {
                 .map(|level| {
                     let (counter, stop, gates) = (counter.clone(), stop.clone(), gates.clone());
                     Builder::new("tm-preempt")
+                        .affinity(here())
                         .params(fifo(10 + level as u8))
                         .spawn(move || {
                             while !stop.load(Ordering::Acquire) {
@@ -348,6 +389,7 @@ pub mod thread_metric {
     /// Interrupt preemption processing: the interrupt handler wakes a higher-priority
     /// thread, which preempts the interrupted thread at interrupt exit; counts the wake-ups.
     pub fn interrupt_preemption_processing(interval: u64) -> Option<u64> {
+        let _pinned = pin_here();
         if !has_interrupts() {
             return None;
         }
@@ -356,6 +398,7 @@ pub mod thread_metric {
         let waiter = {
             let (count, stop) = (count.clone(), stop.clone());
             Builder::new("tm-irq-preempt")
+                .affinity(here())
                 .params(fifo(70))
                 .spawn(move || {
                     while !stop.load(Ordering::Acquire) {

@@ -6,17 +6,31 @@
 //! (`finish_task_switch`): it clears the previous task's `on_cpu` and frees the stack of a
 //! task that exited. A waker takes the run-queue lock of the task's CPU, so a task that
 //! set itself sleeping and then calls `schedule` can never miss its wake-up.
+//!
+//! SMP rules:
+//! - A task's `cpu` changes only with the run-queue locks of both the old and the new CPU
+//!   held (taken in CPU order, interrupts masked; `enqueue_on`, `load_balance`,
+//!   `set_affinity`), so `lock_task_run_queue` (lock the CPU the task names, then check it
+//!   still names it) pins a task to one run queue, queued or on its way to one.
+//! - A task is never picked, pulled or placed elsewhere while `on_cpu` is set (its registers
+//!   are still being saved): the balancer skips such tasks, and a waker that moves a task to
+//!   another CPU first waits for `on_cpu` to clear, holding no run-queue lock.
+//! - A running task whose affinity no longer allows its CPU is not requeued when it leaves
+//!   the CPU; the task switched to pushes it to an allowed CPU in `finish_task_switch`.
+//! - Placement (new tasks, wake-ups) reads lock-free per-CPU load snapshots (`publish`);
+//!   a remote CPU asked to preempt gets a reschedule IPI. Idle CPUs pull work before they
+//!   halt and at every tick; busy CPUs balance every [`BALANCE_INTERVAL_TICKS`] ticks.
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use hinoki_interface::ContextSwitch;
 
-use super::balance::{self, CpuLoad};
+use super::balance::{self, CpuLoad, CpuMask};
 use super::runqueue::{EnqueueReason, Requeue, RunQueue};
 use super::task::{Task, TaskId, TaskState};
-use crate::sync::{IrqSpinLock, Once};
+use crate::sync::{IrqSpinLock, Once, SpinLockGuard};
 
 /// Most CPUs with a scheduler.
 pub const MAX_SCHED_CPUS: usize = 8;
@@ -34,6 +48,9 @@ pub(super) struct CpuState {
     pub idle_time: u64,
     /// Context switches on this CPU.
     pub context_switches: u64,
+    /// The previous task left runnable on a CPU its affinity no longer allows: the task
+    /// switched to pushes it to an allowed CPU.
+    pub push_previous: bool,
 }
 
 /// A CPU's scheduler.
@@ -43,6 +60,21 @@ pub(super) struct PerCpu {
     pub current_id: AtomicU64,
     pub need_resched: AtomicBool,
     pub preempt_count: AtomicU32,
+    /// Whether the CPU has joined the scheduler.
+    pub active: AtomicBool,
+    /// Load snapshot for placement and balancing, written under the lock by `publish`.
+    pub nr_running: AtomicUsize,
+    pub load: AtomicU64,
+    pub idle: AtomicBool,
+    /// Ticks seen by this CPU's scheduler (paces the periodic balancer).
+    pub ticks: AtomicU64,
+    /// Tasks pulled to this CPU by the balancer, and pushed here for their affinity.
+    pub migrations: AtomicU64,
+    /// Tick (of `ticks`) before which the balancer does not try again after finding nothing
+    /// it could move, and the current back-off in ticks (doubling up to
+    /// [`MAX_BALANCE_BACKOFF_TICKS`]).
+    pub balance_next: AtomicU64,
+    pub balance_backoff: AtomicU64,
 }
 
 impl PerCpu {
@@ -52,9 +84,42 @@ impl PerCpu {
             current_id: AtomicU64::new(0),
             need_resched: AtomicBool::new(false),
             preempt_count: AtomicU32::new(0),
+            active: AtomicBool::new(false),
+            nr_running: AtomicUsize::new(0),
+            load: AtomicU64::new(0),
+            idle: AtomicBool::new(true),
+            ticks: AtomicU64::new(0),
+            migrations: AtomicU64::new(0),
+            balance_next: AtomicU64::new(0),
+            balance_backoff: AtomicU64::new(0),
+        }
+    }
+
+    /// Publishes the load snapshot of `state` (call with the lock held, after a change).
+    pub(super) fn publish(&self, state: &CpuState) {
+        let idle = Arc::ptr_eq(&state.current, &state.idle) && state.run_queue.queued() == 0;
+        self.nr_running.store(state.run_queue.nr_running(), Ordering::Relaxed);
+        self.load.store(state.run_queue.load(), Ordering::Relaxed);
+        self.idle.store(idle, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> CpuLoad {
+        CpuLoad {
+            nr_running: self.nr_running.load(Ordering::Relaxed),
+            load: self.load.load(Ordering::Relaxed),
+            idle: self.idle.load(Ordering::Relaxed),
         }
     }
 }
+
+/// How often (in ticks) a busy CPU runs the periodic load balancer; an idle CPU balances
+/// at every tick and before it halts.
+pub const BALANCE_INTERVAL_TICKS: u64 = 4;
+
+/// Longest back-off of a CPU's balancer after attempts that found no task it may take (all
+/// pinned, or on their way): taking a busy CPU's run-queue lock from every idle CPU at
+/// every wake-up would slow that CPU down for nothing.
+pub const MAX_BALANCE_BACKOFF_TICKS: u64 = 16;
 
 pub(super) static CPUS: [PerCpu; MAX_SCHED_CPUS] = [const { PerCpu::new() }; MAX_SCHED_CPUS];
 static SWITCH: Once<ContextSwitch> = Once::new();
@@ -79,7 +144,7 @@ pub(super) fn clock() -> u64 {
 
 /// Whether the scheduler runs (the board supplied context switching and `init` ran).
 pub fn is_running() -> bool {
-    SWITCH.get().is_some() && CPUS[this_cpu()].state.lock().is_some()
+    SWITCH.get().is_some() && CPUS[this_cpu()].active.load(Ordering::Acquire)
 }
 
 /// Turns the calling CPU's boot context into its idle task (id `cpu`, `swapper/N`).
@@ -93,19 +158,47 @@ pub(super) fn init_cpu(operations: Option<&ContextSwitch>) -> bool {
     let idle = Arc::new(Task::new(cpu as TaskId, name, 0, super::policy::SchedParams::normal(0), None, clock()));
     idle.set_state(TaskState::Idle);
     idle.set_cpu(cpu);
+    idle.set_affinity(CpuMask::only(cpu));
     idle.on_cpu.store(true, Ordering::Release);
     CPUS[cpu].current_id.store(idle.id() + 1, Ordering::Release);
-    *CPUS[cpu].state.lock() = Some(CpuState {
-        run_queue: RunQueue::new(),
-        current: idle.clone(),
-        idle: idle.clone(),
-        previous: None,
-        last_switch: clock(),
-        idle_time: 0,
-        context_switches: 0,
-    });
+    {
+        let mut guard = CPUS[cpu].state.lock();
+        let state = guard.insert(CpuState {
+            run_queue: RunQueue::new(),
+            current: idle.clone(),
+            idle: idle.clone(),
+            previous: None,
+            last_switch: clock(),
+            idle_time: 0,
+            context_switches: 0,
+            push_previous: false,
+        });
+        CPUS[cpu].publish(state);
+    }
     TASKS.lock().insert(idle.id(), idle);
+    CPUS[cpu].active.store(true, Ordering::Release);
     true
+}
+
+/// The CPUs that joined the scheduler.
+pub fn active_mask() -> CpuMask {
+    let bits =
+        CPUS.iter().enumerate().filter(|(_, per_cpu)| per_cpu.active.load(Ordering::Acquire)).fold(0u64, |bits, (cpu, _)| bits | 1 << cpu);
+    CpuMask(bits)
+}
+
+/// Tasks moved to `cpu` by the balancer or for their affinity since boot.
+pub fn migrations(cpu: usize) -> u64 {
+    CPUS.get(cpu).map_or(0, |per_cpu| per_cpu.migrations.load(Ordering::Relaxed))
+}
+
+/// Runs `body` with interrupts masked (so the calling task stays on its CPU).
+pub(super) fn with_interrupts_masked<R>(body: impl FnOnce() -> R) -> R {
+    let Some(platform) = crate::try_platform() else { return body() };
+    let saved = platform.cpu().disable_interrupts();
+    let result = body();
+    platform.cpu().restore_interrupts(saved);
+    result
 }
 
 fn format_name<'a>(buffer: &'a mut [u8; 12], prefix: &str, number: usize) -> &'a str {
@@ -133,12 +226,13 @@ fn format_name<'a>(buffer: &'a mut [u8; 12], prefix: &str, number: usize) -> &'a
 
 /// The task running on the calling CPU, `None` before the scheduler runs.
 pub fn current() -> Option<Arc<Task>> {
-    CPUS[this_cpu()].state.lock().as_ref().map(|state| state.current.clone())
+    // Masked, so the task cannot move to another CPU between naming its CPU and reading it.
+    with_interrupts_masked(|| CPUS[this_cpu()].state.lock_irqs_disabled().as_ref().map(|state| state.current.clone()))
 }
 
 /// The id of the task running on the calling CPU, without taking any lock.
 pub fn current_id() -> Option<TaskId> {
-    CPUS[this_cpu()].current_id.load(Ordering::Acquire).checked_sub(1)
+    with_interrupts_masked(|| CPUS[this_cpu()].current_id.load(Ordering::Acquire).checked_sub(1))
 }
 
 /// The context-switch operations.
@@ -146,73 +240,216 @@ pub(super) fn operations() -> Option<&'static ContextSwitch> {
     SWITCH.get()
 }
 
-/// Queues a new task on a CPU its affinity allows.
-pub(super) fn enqueue_new(task: &Arc<Task>) {
-    let cpu = select_cpu(task);
-    task.set_cpu(cpu);
-    let per_cpu = &CPUS[cpu];
-    let mut guard = per_cpu.state.lock();
-    let Some(state) = guard.as_mut() else { return };
-    task.on_run_queue.store(true, Ordering::Release);
-    let preempt = state.run_queue.check_preempt_wakeup_over(&state.current, &state.idle, task);
-    state.run_queue.enqueue(task.clone(), EnqueueReason::New);
-    if preempt {
-        per_cpu.need_resched.store(true, Ordering::Release);
-    }
-}
-
-fn select_cpu(task: &Arc<Task>) -> usize {
-    let online = crate::try_platform().map_or(1, |platform| platform.cpu().online_count() as usize).clamp(1, MAX_SCHED_CPUS);
-    let mut loads = [CpuLoad::default(); MAX_SCHED_CPUS];
-    for (cpu, load) in loads.iter_mut().enumerate().take(online) {
-        if let Some(state) = CPUS[cpu].state.lock().as_ref() {
-            let idle = Arc::ptr_eq(&state.current, &state.idle) && state.run_queue.queued() == 0;
-            *load = CpuLoad { nr_running: state.run_queue.nr_running(), load: state.run_queue.load(), idle };
+/// Locks the run queue of the CPU `task` is on, with interrupts already masked: takes the
+/// lock of the CPU the task names, then checks it still names it (a migration changes it
+/// only under both locks).
+pub(super) fn lock_task_run_queue(task: &Task) -> (usize, SpinLockGuard<'static, Option<CpuState>>) {
+    loop {
+        let cpu = task.cpu();
+        let guard = CPUS[cpu].state.lock_irqs_disabled();
+        if task.cpu() == cpu {
+            return (cpu, guard);
         }
     }
-    let ready = |cpu: usize| CPUS[cpu].state.lock().is_some();
-    match balance::select_task_cpu(task.affinity(), task.cpu(), &loads[..online]) {
-        Some(cpu) if ready(cpu) => cpu,
-        _ => this_cpu(),
+}
+
+/// Locks two different CPUs' run queues in CPU order (interrupts already masked); the
+/// guards come back in the order of the arguments.
+fn lock_two(first: usize, second: usize) -> (SpinLockGuard<'static, Option<CpuState>>, SpinLockGuard<'static, Option<CpuState>>) {
+    debug_assert_ne!(first, second);
+    if first < second {
+        let a = CPUS[first].state.lock_irqs_disabled();
+        let b = CPUS[second].state.lock_irqs_disabled();
+        (a, b)
+    } else {
+        let b = CPUS[second].state.lock_irqs_disabled();
+        let a = CPUS[first].state.lock_irqs_disabled();
+        (a, b)
     }
 }
 
-/// Wakes a sleeping task (Linux's `wake_up_process`): makes it runnable and queues it,
-/// asking for a reschedule if it should preempt. Returns whether it was asleep.
+/// Queues a new task on a CPU its affinity allows.
+pub(super) fn enqueue_new(task: &Arc<Task>) {
+    with_interrupts_masked(|| {
+        let cpu = select_cpu(task);
+        task.set_cpu(cpu);
+        task.on_run_queue.store(true, Ordering::Release);
+        enqueue_on(cpu, task, EnqueueReason::New);
+    })
+}
+
+/// Queues `task` (runnable, on no run queue, not on any CPU) on `cpu`, asking that CPU to
+/// reschedule if the task should preempt what runs there. Interrupts must be masked.
+/// Moving the task to another CPU takes the old CPU's lock too: whoever holds the lock of
+/// the CPU the task names (a priority change) then sees it either before or after the move.
+fn enqueue_on(cpu: usize, task: &Arc<Task>, reason: EnqueueReason) {
+    let per_cpu = &CPUS[cpu];
+    let preempt = {
+        let from = task.cpu();
+        let (_from_guard, mut guard) = if from != cpu {
+            let (from_guard, guard) = lock_two(from, cpu);
+            (Some(from_guard), guard)
+        } else {
+            (None, per_cpu.state.lock_irqs_disabled())
+        };
+        task.set_cpu(cpu);
+        let Some(state) = guard.as_mut() else { return };
+        let preempt = state.run_queue.check_preempt_wakeup_over(&state.current, &state.idle, task);
+        if reason == EnqueueReason::Migrated {
+            state.run_queue.attach_migrated(task.clone());
+            per_cpu.migrations.fetch_add(1, Ordering::Relaxed);
+        } else {
+            state.run_queue.enqueue(task.clone(), reason);
+        }
+        per_cpu.publish(state);
+        if preempt {
+            per_cpu.need_resched.store(true, Ordering::Release);
+        }
+        preempt
+    };
+    if preempt && cpu != this_cpu() {
+        send_reschedule(cpu);
+    }
+}
+
+/// Where `task` should be queued (Linux's `select_task_rq`): see
+/// [`balance::select_task_cpu`], over the CPUs that joined the scheduler.
+fn select_cpu(task: &Arc<Task>) -> usize {
+    let allowed = CpuMask(task.affinity().0 & active_mask().0);
+    let loads: [CpuLoad; MAX_SCHED_CPUS] = core::array::from_fn(|cpu| CPUS[cpu].snapshot());
+    match balance::select_task_cpu(allowed, task.cpu(), &loads) {
+        Some(cpu) => cpu,
+        // No allowed CPU is running the scheduler: stay where the task was.
+        None => {
+            let previous = task.cpu();
+            if CPUS[previous].active.load(Ordering::Acquire) {
+                previous
+            } else {
+                this_cpu()
+            }
+        }
+    }
+}
+
+/// Wakes a sleeping task (Linux's `wake_up_process`): makes it runnable and queues it on
+/// the CPU [`select_cpu`] picks, asking for a reschedule (by IPI on another CPU) if it
+/// should preempt. Returns whether it was asleep.
 pub fn wake_up_process(task: &Arc<Task>) -> bool {
     if !task.state().is_sleeping() {
         return false;
     }
-    let cpu = task.cpu();
-    let per_cpu = &CPUS[cpu];
-    let mut guard = per_cpu.state.lock();
-    let state_now = task.state();
-    if !state_now.is_sleeping() || !task.change_state(state_now, TaskState::Running) {
-        return false;
-    }
-    let Some(state) = guard.as_mut() else { return true };
-    if task.on_run_queue.load(Ordering::Acquire) {
-        // Still on the CPU, between setting itself asleep and switching away: its
-        // `schedule` sees it runnable again and keeps it.
-        return true;
-    }
-    task.on_run_queue.store(true, Ordering::Release);
-    let preempt = state.run_queue.check_preempt_wakeup_over(&state.current, &state.idle, task);
-    state.run_queue.enqueue(task.clone(), EnqueueReason::Wakeup);
-    if preempt {
-        per_cpu.need_resched.store(true, Ordering::Release);
-        if cpu != this_cpu() {
-            send_reschedule(cpu);
+    with_interrupts_masked(|| {
+        {
+            let (_cpu, guard) = lock_task_run_queue(task);
+            let state_now = task.state();
+            if !state_now.is_sleeping() || !task.change_state(state_now, TaskState::Running) {
+                return false;
+            }
+            if guard.is_none() {
+                return true;
+            }
+            if task.on_run_queue.load(Ordering::Acquire) {
+                // Still on its CPU, between setting itself asleep and switching away: its
+                // `schedule` sees it runnable again and keeps it.
+                return true;
+            }
+            // Ours now: running, on no run queue, and no other waker will queue it.
+            task.on_run_queue.store(true, Ordering::Release);
         }
-    }
-    true
+        // Its CPU may still be saving its registers: only then may it run elsewhere.
+        while task.on_cpu.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+        let cpu = select_cpu(task);
+        enqueue_on(cpu, task, EnqueueReason::Wakeup);
+        true
+    })
 }
 
-fn send_reschedule(cpu: usize) {
-    // The reschedule IPI arrives with SMP bring-up (issue 3); until then every task runs
-    // on the boot CPU and this is not reached. The target notices need-resched at its next
-    // tick either way.
-    let _ = cpu;
+pub(super) fn send_reschedule(cpu: usize) {
+    // Linux's `smp_send_reschedule`: the target's IPI handler sets need-resched and its
+    // interrupt exit switches. Without IPIs the target notices at its next tick.
+    let _ = crate::irq::send_ipi(hinoki_interface::IpiTarget::Cpu(cpu as u32), crate::irq::Ipi::Reschedule);
+}
+
+/// Sets the CPUs `task` may run on (Linux's `set_cpus_allowed_ptr`). A task queued on a CPU
+/// the mask leaves out moves at once; a running one moves when it next leaves its CPU (at
+/// once for the calling task, unless it disabled preemption).
+///
+/// # Errors
+/// [`AffinityError::NoAllowedCpu`] when the mask holds no CPU running the scheduler,
+/// [`AffinityError::IdleTask`] for a CPU's idle task (it never moves).
+pub fn set_affinity(task: &Arc<Task>, mask: CpuMask) -> Result<(), AffinityError> {
+    if task.state() == TaskState::Idle {
+        return Err(AffinityError::IdleTask);
+    }
+    if SWITCH.get().is_none() {
+        task.set_affinity(mask);
+        return Ok(());
+    }
+    let allowed = CpuMask(mask.0 & active_mask().0);
+    if allowed.is_empty() {
+        return Err(AffinityError::NoAllowedCpu);
+    }
+    let kick = with_interrupts_masked(|| loop {
+        let (cpu, mut guard) = lock_task_run_queue(task);
+        task.set_affinity(mask);
+        if allowed.contains(cpu) {
+            return None;
+        }
+        let Some(state) = guard.as_mut() else { return None };
+        if Arc::ptr_eq(&state.current, task) {
+            // Running there: it leaves at its CPU's next reschedule and is pushed then.
+            CPUS[cpu].need_resched.store(true, Ordering::Release);
+            return Some(cpu);
+        }
+        if !task.on_run_queue.load(Ordering::Acquire) {
+            // Asleep: its wake-up places it by the new mask.
+            return None;
+        }
+        drop(guard);
+        if task.on_cpu.load(Ordering::Acquire) {
+            // Being switched away from its CPU: look again once that is done.
+            core::hint::spin_loop();
+            continue;
+        }
+        let target = select_cpu(task);
+        if target == cpu {
+            return None;
+        }
+        let (mut source_guard, mut target_guard) = lock_two(cpu, target);
+        if task.cpu() != cpu || task.on_cpu.load(Ordering::Acquire) {
+            continue;
+        }
+        let (Some(source), Some(destination)) = (source_guard.as_mut(), target_guard.as_mut()) else { return None };
+        let Some(moved) = source.run_queue.detach(task) else { continue };
+        task.set_cpu(target);
+        let preempt = destination.run_queue.check_preempt_wakeup_over(&destination.current, &destination.idle, task);
+        destination.run_queue.attach_migrated(moved);
+        CPUS[cpu].publish(source);
+        CPUS[target].publish(destination);
+        CPUS[target].migrations.fetch_add(1, Ordering::Relaxed);
+        if preempt {
+            CPUS[target].need_resched.store(true, Ordering::Release);
+            return Some(target);
+        }
+        return None;
+    });
+    match kick {
+        Some(cpu) if cpu == this_cpu() => super::preempt_check_resched(),
+        Some(cpu) => send_reschedule(cpu),
+        None => {}
+    }
+    Ok(())
+}
+
+/// Why [`set_affinity`] refused a mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AffinityError {
+    /// The mask holds no CPU that runs the scheduler.
+    NoAllowedCpu,
+    /// Idle tasks stay on their CPU.
+    IdleTask,
 }
 
 /// Sets the calling task's state before it checks its wait condition and calls
@@ -268,15 +505,21 @@ fn schedule_with(requeue: Requeue) {
         let now = clock();
         let previous = state.current.clone();
         let previous_is_idle = Arc::ptr_eq(&previous, &state.idle);
-        let runnable = previous.state() == TaskState::Running || previous_is_idle;
+        // A preempted task stays runnable whatever state it set (Linux's preempt_schedule):
+        // it may have marked itself sleeping but not yet be where a waker can find it (on a
+        // wait queue, among the sleepers), or be exiting with waiters still to wake.
+        let runnable = previous.state() == TaskState::Running || previous_is_idle || requeue == Requeue::Preempted;
+        // Runnable but no longer allowed here: not requeued, pushed once switched away.
+        let push = runnable && !previous_is_idle && !previous.affinity().contains(cpu);
         if !previous_is_idle {
-            state.run_queue.put_prev(now, runnable.then_some(requeue));
+            state.run_queue.put_prev(now, (runnable && !push).then_some(requeue));
             if !runnable {
                 previous.on_run_queue.store(false, Ordering::Release);
             }
         }
         let next = state.run_queue.pick_next(now, Some(previous.id())).unwrap_or_else(|| state.idle.clone());
         if Arc::ptr_eq(&next, &previous) {
+            per_cpu.publish(state);
             None
         } else {
             let ran = now.saturating_sub(state.last_switch);
@@ -300,6 +543,8 @@ fn schedule_with(requeue: Requeue) {
             per_cpu.current_id.store(next.id() + 1, Ordering::Release);
             state.current = next;
             state.previous = Some(previous);
+            state.push_previous = push;
+            per_cpu.publish(state);
             Some(contexts)
         }
     };
@@ -327,10 +572,25 @@ pub(super) fn finish_task_switch() {
 }
 
 fn finish_switch_irqs_disabled(per_cpu: &PerCpu) {
-    let previous = per_cpu.state.lock_irqs_disabled().as_mut().and_then(|state| state.previous.take());
+    let (previous, push) = {
+        let mut guard = per_cpu.state.lock_irqs_disabled();
+        let Some(state) = guard.as_mut() else { return };
+        let push = core::mem::take(&mut state.push_previous);
+        let previous = state.previous.take();
+        if let Some(previous) = previous.as_ref().filter(|_| push) {
+            // Relative to this queue, as the balancer detaches; the destination adds its own.
+            state.run_queue.make_relative(previous);
+        }
+        (previous, push)
+    };
     if let Some(previous) = previous {
         previous.on_cpu.store(false, Ordering::Release);
-        if previous.state() == TaskState::Dead {
+        if push {
+            let cpu = select_cpu(&previous);
+            enqueue_on(cpu, &previous, EnqueueReason::Migrated);
+        } else if previous.state() == TaskState::Dead && !previous.on_run_queue.load(Ordering::Acquire) {
+            // Exited and switched away for good (a preempted exiting task is still queued).
+            // Its stack goes back.
             let stack = previous.stack.lock().take();
             drop(stack);
             TASKS.lock().remove(&previous.id());
@@ -345,7 +605,8 @@ pub fn preempt_count() -> u32 {
 
 /// Disables preemption on the calling CPU (nests).
 pub fn preempt_disable() {
-    CPUS[this_cpu()].preempt_count.fetch_add(1, Ordering::Relaxed);
+    // Masked so the task cannot move between naming its CPU and counting there.
+    with_interrupts_masked(|| CPUS[this_cpu()].preempt_count.fetch_add(1, Ordering::Relaxed));
     core::sync::atomic::compiler_fence(Ordering::SeqCst);
 }
 
@@ -386,17 +647,73 @@ pub fn scheduler_tick() {
     }
     TICK_SEEN.store(true, Ordering::Relaxed);
     wake_expired_sleepers();
-    let per_cpu = &CPUS[this_cpu()];
-    let mut guard = per_cpu.state.lock();
-    let Some(state) = guard.as_mut() else { return };
-    let idle = Arc::ptr_eq(&state.current, &state.idle);
-    if state.run_queue.tick(clock()) || (idle && state.run_queue.queued() > 0) {
-        per_cpu.need_resched.store(true, Ordering::Release);
+    let cpu = this_cpu();
+    let per_cpu = &CPUS[cpu];
+    let ticks = per_cpu.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+    {
+        let mut guard = per_cpu.state.lock();
+        let Some(state) = guard.as_mut() else { return };
+        let idle = Arc::ptr_eq(&state.current, &state.idle);
+        if state.run_queue.tick(clock()) || (idle && state.run_queue.queued() > 0) {
+            per_cpu.need_resched.store(true, Ordering::Release);
+        }
+        per_cpu.publish(state);
     }
-    drop(guard);
-    if this_cpu() == 0 {
+    // Busy CPUs balance in turn (staggered by CPU number), idle ones at every tick.
+    if per_cpu.idle.load(Ordering::Relaxed) || ticks % BALANCE_INTERVAL_TICKS == cpu as u64 % BALANCE_INTERVAL_TICKS {
+        load_balance(cpu);
+    }
+    if cpu == 0 {
         super::proc::sample_load(clock());
     }
+}
+
+/// Pulls tasks from the busiest CPU to `this` if [`balance::find_busiest`] says it helps
+/// (Linux's `load_balance` over a flat topology). Only queued tasks whose affinity allows
+/// `this` and whose registers are saved (`on_cpu` clear) move. Returns how many moved.
+pub(super) fn load_balance(this: usize) -> usize {
+    let active = active_mask();
+    if !active.contains(this) || active.0.count_ones() < 2 {
+        return 0;
+    }
+    let loads: [CpuLoad; MAX_SCHED_CPUS] =
+        core::array::from_fn(|cpu| if active.contains(cpu) { CPUS[cpu].snapshot() } else { CpuLoad::default() });
+    let Some((busiest, count)) = balance::find_busiest(this, &loads) else { return 0 };
+    let per_cpu = &CPUS[this];
+    let ticks = per_cpu.ticks.load(Ordering::Relaxed);
+    if ticks < per_cpu.balance_next.load(Ordering::Relaxed) {
+        return 0;
+    }
+    let moved = with_interrupts_masked(|| {
+        let (mut here_guard, mut there_guard) = lock_two(this, busiest);
+        let (Some(here), Some(there)) = (here_guard.as_mut(), there_guard.as_mut()) else { return 0 };
+        let mut moved = 0;
+        while moved < count {
+            let allowed = |task: &Arc<Task>| task.affinity().contains(this) && !task.on_cpu.load(Ordering::Acquire);
+            let Some(task) = there.run_queue.detach_for_migration(allowed) else { break };
+            task.set_cpu(this);
+            if here.run_queue.check_preempt_wakeup_over(&here.current, &here.idle, &task) {
+                CPUS[this].need_resched.store(true, Ordering::Release);
+            }
+            here.run_queue.attach_migrated(task);
+            moved += 1;
+        }
+        if moved > 0 {
+            CPUS[this].publish(here);
+            CPUS[busiest].publish(there);
+            CPUS[this].migrations.fetch_add(moved as u64, Ordering::Relaxed);
+        }
+        moved
+    });
+    if moved > 0 {
+        per_cpu.balance_backoff.store(0, Ordering::Relaxed);
+        per_cpu.balance_next.store(0, Ordering::Relaxed);
+    } else {
+        let backoff = (per_cpu.balance_backoff.load(Ordering::Relaxed) * 2).clamp(1, MAX_BALANCE_BACKOFF_TICKS);
+        per_cpu.balance_backoff.store(backoff, Ordering::Relaxed);
+        per_cpu.balance_next.store(ticks + backoff, Ordering::Relaxed);
+    }
+    moved
 }
 
 /// Puts the calling task to sleep until the clock reaches `deadline` (nanoseconds since
@@ -453,6 +770,10 @@ pub fn idle_loop() -> ! {
             schedule_with(Requeue::Yielded);
             continue;
         }
+        // Idle balancing (Linux's `newidle_balance`): pull work before halting.
+        if load_balance(this_cpu()) > 0 {
+            continue;
+        }
         if TICK_SEEN.load(Ordering::Relaxed) {
             // Masked while checking, then halted and unmasked in one step, so a wake-up
             // arriving after the check is not slept through.
@@ -498,7 +819,7 @@ pub fn current_runtime() -> u64 {
 
 impl RunQueue<Arc<Task>> {
     /// `check_preempt_wakeup` where the CPU may be running its idle task (always preempted).
-    fn check_preempt_wakeup_over(&self, current: &Arc<Task>, idle: &Arc<Task>, woken: &Arc<Task>) -> bool {
+    pub(super) fn check_preempt_wakeup_over(&self, current: &Arc<Task>, idle: &Arc<Task>, woken: &Arc<Task>) -> bool {
         Arc::ptr_eq(current, idle) || self.check_preempt_wakeup(woken)
     }
 }

@@ -19,6 +19,7 @@ pub mod runqueue;
 pub mod task;
 
 mod ktests;
+mod smp_ktests;
 
 use ::core::sync::atomic::Ordering;
 use ::core::time::Duration;
@@ -26,15 +27,18 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 
 pub use self::core::{
-    cpu_times, current, current_id, idle_loop, is_running, need_resched, preempt_count, preempt_disable, preempt_enable,
-    preempt_schedule_irq, schedule, scheduler_tick, set_current_state, set_need_resched, sleep_until, this_cpu, wake_expired_sleepers,
-    wake_up_process, CpuTimes, MAX_SCHED_CPUS,
+    active_mask, cpu_times, current, current_id, idle_loop, is_running, migrations, need_resched, preempt_count, preempt_disable,
+    preempt_enable, preempt_schedule_irq, schedule, scheduler_tick, set_affinity, set_current_state, set_need_resched, sleep_until,
+    this_cpu, wake_expired_sleepers, wake_up_process, AffinityError, CpuTimes, BALANCE_INTERVAL_TICKS, MAX_BALANCE_BACKOFF_TICKS,
+    MAX_SCHED_CPUS,
 };
 pub use balance::CpuMask;
 pub use policy::{ParameterError, Policy, SchedParams};
 pub use task::{KernelStack, Task, TaskId, TaskState, STACK_ORDER};
 
-use self::core::{clock, enqueue_new, finish_task_switch, operations, CPUS, FORKS, TASKS};
+use self::core::{
+    clock, enqueue_new, finish_task_switch, lock_task_run_queue, operations, send_reschedule, with_interrupts_masked, CPUS, FORKS, TASKS,
+};
 use crate::sync::{SpinLock, WaitQueue};
 
 /// Why a thread could not be created.
@@ -46,11 +50,27 @@ pub enum SpawnError {
     OutOfMemory,
     /// Invalid scheduling parameters.
     InvalidParameters(ParameterError),
+    /// The affinity mask holds no CPU that runs the scheduler.
+    NoAllowedCpu,
 }
 
 /// Tasks waiting for another task to exit.
 static EXIT_WAITERS: WaitQueue = WaitQueue::new();
 static NEXT_ID: SpinLock<TaskId> = SpinLock::new(MAX_SCHED_CPUS as TaskId);
+
+/// Makes the calling secondary CPU join the scheduler: its boot context becomes its idle
+/// task `swapper/N`. Returns `false` (the CPU stays outside the scheduler) until the boot
+/// CPU ran [`init`], or if the board has no context switching.
+pub fn init_secondary() -> bool {
+    if operations().is_none() {
+        return false;
+    }
+    let joined = self::core::init_cpu(crate::platform().context_switch());
+    if joined {
+        log::info!("sched: CPU{} joined the scheduler", this_cpu());
+    }
+    joined
+}
 
 /// Starts the scheduler on the boot CPU: its boot context becomes the idle task
 /// `swapper/0`. Without context switching from the board, the kernel stays single-threaded.
@@ -106,6 +126,9 @@ impl<'a> Builder<'a> {
     pub fn spawn(self, body: impl FnOnce() -> usize + Send + 'static) -> Result<JoinHandle, SpawnError> {
         let params = self.params.validate().map_err(SpawnError::InvalidParameters)?;
         let operations = operations().ok_or(SpawnError::NoScheduler)?;
+        if self.affinity.0 & active_mask().0 == 0 {
+            return Err(SpawnError::NoAllowedCpu);
+        }
         let parent = current().ok_or(SpawnError::NoScheduler)?;
         let stack = KernelStack::allocate(&crate::mm::MEMORY, self.stack_order).map_err(|_| SpawnError::OutOfMemory)?;
         let top = stack.top();
@@ -211,24 +234,31 @@ pub fn set_params(task: &Arc<Task>, params: SchedParams) -> Result<(), Parameter
 /// Sets the parameters the scheduler uses now (a boost, or its end), requeueing the task if
 /// it waits in a run queue.
 pub(crate) fn change_effective_params(task: &Arc<Task>, params: SchedParams) {
-    let per_cpu = &CPUS[task.cpu()];
-    let mut guard = per_cpu.state.lock();
-    let Some(state) = guard.as_mut() else {
+    let kick = with_interrupts_masked(|| {
+        let (cpu, mut guard) = lock_task_run_queue(task);
+        let per_cpu = &CPUS[cpu];
+        let Some(state) = guard.as_mut() else {
+            task.store_params(params);
+            return None;
+        };
+        let queued = state.run_queue.dequeue(task).is_some();
         task.store_params(params);
-        return;
-    };
-    let queued = state.run_queue.dequeue(task).is_some();
-    task.store_params(params);
-    if queued {
-        state.run_queue.enqueue(task.clone(), runqueue::EnqueueReason::Migrated);
-        if state.run_queue.check_preempt_wakeup(task) {
+        let mut resched = false;
+        if queued {
+            state.run_queue.enqueue(task.clone(), runqueue::EnqueueReason::Migrated);
+            resched = state.run_queue.check_preempt_wakeup_over(&state.current, &state.idle, task);
+        } else if Arc::ptr_eq(&state.current, task) {
+            let waiting = state.run_queue.highest_waiting_priority();
+            resched = waiting.is_some_and(|priority| priority < params.kernel_priority());
+        }
+        per_cpu.publish(state);
+        if resched {
             per_cpu.need_resched.store(true, Ordering::Release);
         }
-    } else if Arc::ptr_eq(&state.current, task) {
-        let waiting = state.run_queue.highest_waiting_priority();
-        if waiting.is_some_and(|priority| priority < params.kernel_priority()) {
-            per_cpu.need_resched.store(true, Ordering::Release);
-        }
+        resched.then_some(cpu)
+    });
+    if let Some(cpu) = kick.filter(|&cpu| cpu != this_cpu()) {
+        send_reschedule(cpu);
     }
 }
 
@@ -247,11 +277,6 @@ pub(crate) fn unboost(task: &Arc<Task>) {
     if normal != task.params() {
         change_effective_params(task, normal);
     }
-}
-
-/// Sets the CPUs a task may run on.
-pub fn set_affinity(task: &Arc<Task>, mask: CpuMask) {
-    task.set_affinity(mask);
 }
 
 /// A task by id.

@@ -328,6 +328,22 @@ impl<T: Entity> RunQueue<T> {
         self.rt.remove(level as usize, |task| task.id() == id)
     }
 
+    /// Removes a queued task to move it to another CPU, its vruntime made relative as
+    /// [`detach_for_migration`](Self::detach_for_migration) does.
+    pub fn detach(&mut self, task: &T) -> Option<T> {
+        let task = self.dequeue(task)?;
+        self.make_relative(&task);
+        Some(task)
+    }
+
+    /// Makes the vruntime of a fair task leaving this queue relative to its minimum (a
+    /// task taken off the CPU without being queued again, to run elsewhere).
+    pub fn make_relative(&self, task: &T) {
+        if !task.params().policy.is_real_time() {
+            task.set_vruntime(task.vruntime().saturating_sub(self.min_vruntime));
+        }
+    }
+
     /// Queues a task detached from another CPU by [`detach_for_migration`](Self::detach_for_migration).
     pub fn attach_migrated(&mut self, task: T) {
         if !task.params().policy.is_real_time() {

@@ -67,14 +67,18 @@ const PAGE_SIZE: usize = 4096;
 const CANARY: u64 = 0x5354_4143_4b5f_4744; // "STACK_GD"
 const CANARY_WORDS: usize = 8;
 
-/// A kernel stack from the page allocator. Its lowest page is the guard: today it holds
-/// a canary checked at every switch away from the task; once the kernel runs on its own
-/// page tables (issue 3), the page is unmapped so an overflow faults at once.
+/// A kernel stack from the page allocator. Its lowest page is the guard: on a board with
+/// an MMU it is unmapped (`mm::paging::unmap_guard_page`), so an overflow faults at once
+/// with a "kernel stack overflow" report, and mapped back before the pages are freed.
+/// Without an MMU (or if unmapping fails) it holds a canary checked at every switch away
+/// from the task.
 pub struct KernelStack {
     physical: PhysicalAddress,
     order: u32,
     base: usize,
     manager: &'static MemoryManager,
+    /// Whether the guard page is unmapped (else it holds the canary).
+    unmapped: bool,
 }
 
 impl KernelStack {
@@ -83,11 +87,20 @@ impl KernelStack {
         let order = order.max(1);
         let physical = manager.alloc_pages(order, AllocFlags::NONE)?;
         let base = manager.buddy().ok_or(AllocError::NotInitialized)?.virtual_address(physical);
-        let stack = KernelStack { physical, order, base, manager };
+        let mut stack = KernelStack { physical, order, base, manager, unmapped: false };
         for index in 0..CANARY_WORDS {
             // SAFETY: the pages were just allocated for this stack alone and are reachable
             // at `base` through the direct map; the canary words lie inside the guard page.
             unsafe { core::ptr::write_volatile(stack.canary_address(index), CANARY) };
+        }
+        // The guard page is mapped back at the same address when freed: only an identity
+        // direct map allows that.
+        let has_mmu = crate::try_platform().is_some_and(|platform| platform.mmu().is_some());
+        if has_mmu && base as u64 == physical.0 {
+            match crate::mm::paging::unmap_guard_page(base) {
+                Ok(()) => stack.unmapped = true,
+                Err(error) => log::warn!("sched: cannot unmap the guard page of a kernel stack at {:#x}: {:?}", base, error),
+            }
         }
         Ok(stack)
     }
@@ -106,15 +119,31 @@ impl KernelStack {
         self.base + PAGE_SIZE
     }
 
-    /// Whether the guard page's canary is intact (no overflow reached it).
+    /// Whether the guard page is unmapped (an overflow faults instead of being detected late).
+    pub fn guard_unmapped(&self) -> bool {
+        self.unmapped
+    }
+
+    /// Whether no overflow reached the guard page: always for an unmapped guard (an
+    /// overflow would have faulted), else the canary is checked.
     pub fn guard_intact(&self) -> bool {
-        // SAFETY: the canary words lie inside this stack's own guard page.
+        if self.unmapped {
+            return true;
+        }
+        // SAFETY: the canary words lie inside this stack's own guard page, which is mapped.
         (0..CANARY_WORDS).all(|index| unsafe { core::ptr::read_volatile(self.canary_address(index)) } == CANARY)
     }
 }
 
 impl Drop for KernelStack {
     fn drop(&mut self) {
+        if self.unmapped {
+            if let Err(error) = crate::mm::paging::restore_guard_page(self.base) {
+                // An unmapped page must not return to the allocator: leak the stack.
+                log::error!("sched: cannot map back the guard page at {:#x} ({:?}); leaking the stack", self.base, error);
+                return;
+            }
+        }
         if let Err(error) = self.manager.free_pages(self.physical, self.order) {
             log::error!("sched: cannot free a kernel stack at {:#x}: {:?}", self.physical.0, error);
         }

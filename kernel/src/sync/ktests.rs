@@ -11,22 +11,32 @@ use crate::{kassert, kassert_eq, ktest};
 const THREADS: usize = 4;
 const ROUNDS: usize = 100;
 
-/// Spawns `THREADS` threads running `body(index)` and joins them.
+/// Spawns `THREADS` threads running `body(index)` and joins them. They share one CPU (the
+/// caller's), where a yield inside a critical section always hands over to another of them;
+/// the all-CPU variants of these tests are in `sched::smp_ktests`.
 fn run_threads(body: impl Fn(usize) + Send + Sync + 'static) {
     let body = Arc::new(body);
+    // The caller too, so it creates them all before any runs, as on one CPU.
+    let caller = sched::current().expect("ktests run in a thread");
+    let saved_affinity = caller.affinity();
+    let _ = sched::set_affinity(&caller, sched::CpuMask::only(sched::this_cpu()));
+    let cpu = sched::CpuMask::only(sched::this_cpu());
     let handles: Vec<_> = (0..THREADS)
         .map(|index| {
             let body = body.clone();
-            sched::spawn("ktest-sync", move || {
-                body(index);
-                0
-            })
-            .expect("spawn")
+            Builder::new("ktest-sync")
+                .affinity(cpu)
+                .spawn(move || {
+                    body(index);
+                    0
+                })
+                .expect("spawn")
         })
         .collect();
     for handle in handles {
         handle.join();
     }
+    let _ = sched::set_affinity(&caller, saved_affinity);
 }
 
 ktest!(
@@ -238,21 +248,28 @@ ktest!(
         let count = Arc::new(super::SeqCount::new());
         let values = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
         let stop = Arc::new(AtomicBool::new(false));
+        // Reader and writer share one CPU: the reader's yield between its two loads is what
+        // lets a write overlap the read.
+        let reader = sched::current().expect("thread");
+        let saved_affinity = reader.affinity();
+        sched::set_affinity(&reader, sched::CpuMask::only(sched::this_cpu())).expect("the CPU it runs on");
         let writer = {
             let (count, values, stop) = (count.clone(), values.clone(), stop.clone());
-            sched::spawn("ktest-seqwriter", move || {
-                let mut writes = 0;
-                while !stop.load(Ordering::Acquire) {
-                    count.write_begin();
-                    values.0.fetch_add(1, Ordering::Relaxed);
-                    values.1.fetch_add(1, Ordering::Relaxed);
-                    count.write_end();
-                    writes += 1;
-                    sched::yield_now();
-                }
-                writes
-            })
-            .expect("spawn")
+            Builder::new("ktest-seqwriter")
+                .affinity(sched::CpuMask::only(sched::this_cpu()))
+                .spawn(move || {
+                    let mut writes = 0;
+                    while !stop.load(Ordering::Acquire) {
+                        count.write_begin();
+                        values.0.fetch_add(1, Ordering::Relaxed);
+                        values.1.fetch_add(1, Ordering::Relaxed);
+                        count.write_end();
+                        writes += 1;
+                        sched::yield_now();
+                    }
+                    writes
+                })
+                .expect("spawn")
         };
         let (mut retries, mut inconsistent_accepted) = (0, 0);
         for _ in 0..50 {
@@ -280,6 +297,7 @@ ktest!(
         }
         stop.store(true, Ordering::Release);
         let writes = writer.join();
+        sched::set_affinity(&reader, saved_affinity).expect("the saved mask");
         kassert!(writes > 0);
         kassert!(retries >= 1, "no read overlapped a write ({} writes)", writes);
         kassert_eq!(inconsistent_accepted, 0);

@@ -144,8 +144,11 @@ impl WaitQueue {
         self.count.load(Ordering::Acquire)
     }
 
-    /// Whether any task waits.
+    /// Whether any task waits. Call it after changing the condition waiters check: the
+    /// fence pairs with the one in `wait`, so on SMP either this sees the waiter counted or
+    /// the waiter sees the change (without it the load may pass the caller's store).
     pub fn has_waiters(&self) -> bool {
+        fence(Ordering::SeqCst);
         self.count.load(Ordering::Acquire) > 0
     }
 }
