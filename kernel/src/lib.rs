@@ -102,6 +102,7 @@ pub fn kernel_main(platform: &'static dyn Platform) -> ! {
     log::info!("{} {} ({}) on {}, {}", KERNEL_NAME, KERNEL_RELEASE, platform.arch_name(), platform.board_name(), platform.cpu().model());
     log::info!("command line: {}", platform.command_line());
     log::info!("clocksource {} at {} Hz", platform.clock().name(), platform.clock().frequency_hz());
+    time::real_time::init();
     let mut total_usable = 0u64;
     platform.memory_regions(&mut |region| {
         log::info!("memory: [{:#012x}-{:#012x}] {:?}", region.start.0, region.end().saturating_sub(1), region.kind);

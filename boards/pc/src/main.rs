@@ -75,6 +75,29 @@ impl Pc {
     }
 }
 
+/// The CMOS registers behind index port 0x70 and data port 0x71.
+struct CmosPorts;
+
+/// Held from selecting a CMOS register to reading it.
+static CMOS_INDEX: hinoki_kernel::sync::IrqSpinLock<()> = hinoki_kernel::sync::IrqSpinLock::new(());
+
+impl cmos_rtc::CmosRegisters for CmosPorts {
+    fn read(&self, index: u8) -> u8 {
+        let _selected = CMOS_INDEX.lock();
+        // SAFETY: ports 0x70/0x71 are the PC's CMOS index and data ports; selecting a
+        // register (bit 7, the NMI mask, left clear) and reading it has no other effect, and
+        // the lock keeps another CPU from selecting between the two accesses.
+        unsafe {
+            port::write_u8(0x70, index & 0x7f);
+            port::read_u8(0x71)
+        }
+    }
+}
+
+/// The battery-backed clock; QEMU's `mc146818rtc` on both machines. Without the FADT's
+/// century register, two-digit years read as 1970-2069.
+static CMOS_RTC: cmos_rtc::CmosRtc<CmosPorts> = cmos_rtc::CmosRtc::new(CmosPorts, None);
+
 impl Platform for Pc {
     fn board_name(&self) -> &'static str {
         "pc"
@@ -105,6 +128,10 @@ impl Platform for Pc {
 
     fn clock_event(&self) -> Option<&dyn ClockEvent> {
         interrupts::timer().map(|timer| timer as &dyn ClockEvent)
+    }
+
+    fn real_time_clock(&self) -> Option<&dyn hinoki_interface::RealTimeClock> {
+        Some(&CMOS_RTC)
     }
 
     fn possible_cpus(&self) -> u32 {

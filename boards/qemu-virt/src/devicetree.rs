@@ -56,6 +56,8 @@ pub struct Devices {
     pub timer_interrupts: [u32; 4],
     /// The triggers of `timer_interrupts`.
     pub timer_triggers: [Trigger; 4],
+    /// The PL031 real-time clock's register base, when the DTB lists one.
+    pub rtc: Option<u64>,
     /// virtio-mmio slots.
     pub virtio: [VirtioSlot; MAX_VIRTIO_SLOTS],
     /// Number of valid entries in `virtio`.
@@ -211,12 +213,15 @@ pub unsafe fn parse(address: usize) -> Result<Devices, DeviceTreeError> {
 
     // Device registers the kernel maps as device memory: the UART, every GIC frame, and
     // the virtio-mmio slots as one span.
-    let mut mmio = [(0u64, 0u64); 8];
+    let mut mmio = [(0u64, 0u64); 10];
     let mut mmio_count = 0;
     let uart_registers = uart_node.reg().and_then(|mut regions| regions.next());
     let gic_node = tree.find_compatible(&["arm,gic-v3", "arm,cortex-a15-gic", "arm,gic-400"]);
     let gic_registers = gic_node.and_then(|node| node.reg()).into_iter().flatten();
-    for region in uart_registers.into_iter().chain(gic_registers) {
+    let rtc_node = tree.find_compatible(&["arm,pl031"]);
+    let rtc_registers = rtc_node.and_then(|node| node.reg()).and_then(|mut regions| regions.next());
+    let rtc = rtc_registers.as_ref().map(|region| region.starting_address as u64);
+    for region in uart_registers.into_iter().chain(gic_registers).chain(rtc_registers) {
         if mmio_count < mmio.len() {
             mmio[mmio_count] = (region.starting_address as u64, region.size.unwrap_or(0) as u64);
             mmio_count += 1;
@@ -244,6 +249,7 @@ pub unsafe fn parse(address: usize) -> Result<Devices, DeviceTreeError> {
         uart_clock_hz,
         uart_interrupt,
         gic,
+        rtc,
         timer_interrupts,
         timer_triggers,
         virtio,

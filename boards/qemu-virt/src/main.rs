@@ -1,4 +1,4 @@
-//! The qemu-virt board: finds its devices in the DTB, wires the PL011, generic timer, PSCI and virtio-mmio disks, and starts the kernel.
+//! The qemu-virt board: finds its devices in the DTB, wires the PL011, PL031, generic timer, PSCI and virtio-mmio disks, and starts the kernel.
 #![no_std]
 #![no_main]
 
@@ -23,6 +23,7 @@ use hinoki_interface::{
 };
 use hinoki_kernel::sync::Once;
 use pl011::Pl011;
+use pl031::Pl031;
 
 hinoki_arch_aarch64::entry_point!(board_main);
 
@@ -36,6 +37,7 @@ struct QemuVirt {
 
 static BOARD: Once<QemuVirt> = Once::new();
 static MMU: Once<Aarch64Mmu> = Once::new();
+static RTC: Once<Option<Pl031<pl031::Mmio>>> = Once::new();
 static EXITING: AtomicBool = AtomicBool::new(false);
 
 impl Platform for QemuVirt {
@@ -65,6 +67,16 @@ impl Platform for QemuVirt {
 
     fn clock_event(&self) -> Option<&dyn ClockEvent> {
         interrupts::clock_event()
+    }
+
+    fn real_time_clock(&self) -> Option<&dyn hinoki_interface::RealTimeClock> {
+        let rtc = RTC.call_once(|| {
+            // SAFETY: the DTB names this block as the PL031; it is reserved as MMIO, so it is
+            // identity-mapped (device memory once paging is on) for the kernel's lifetime.
+            let registers = unsafe { pl031::Mmio::new(self.devices.rtc? as usize) };
+            Pl031::probe(registers).map_err(|error| log::warn!("qemu-virt: the DTB's PL031 does not answer: {:?}", error)).ok()
+        });
+        rtc.as_ref().map(|rtc| rtc as &dyn hinoki_interface::RealTimeClock)
     }
 
     fn possible_cpus(&self) -> u32 {

@@ -577,7 +577,7 @@ pub fn run_touch(context: &Context<'_>, arguments: &Arguments<'_>, out: &mut dyn
         "touch FILE...",
         |context, _, path, _| match context.vfs.stat(context.cwd, path) {
             Ok(_) => {
-                let now = super::vfs::uptime_seconds();
+                let now = super::vfs::current_time_seconds();
                 context.vfs.set_metadata(
                     context.cwd,
                     path,

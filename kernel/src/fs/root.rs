@@ -7,7 +7,7 @@ use super::devfs::{DevFs, KERNEL_CONSOLE};
 use super::ext2::Ext2;
 use super::procfs::filesystem::ProcFs;
 use super::ramfs::RamFs;
-use super::vfs::{uptime_seconds, Errno, FileSystem, Result, Vfs};
+use super::vfs::{current_time_seconds, Errno, FileSystem, Result, Vfs};
 use crate::sync::Once;
 
 /// Bytes of file data the root ramfs may hold.
@@ -46,12 +46,12 @@ pub fn init_root() -> Result<()> {
         return Ok(());
     }
     let vfs = VFS.call_once(Vfs::new);
-    vfs.mount("rootfs", "/", Arc::new(RamFs::new(uptime_seconds, ROOT_RAMFS_CAPACITY)), false)?;
+    vfs.mount("rootfs", "/", Arc::new(RamFs::new(current_time_seconds, ROOT_RAMFS_CAPACITY)), false)?;
     for directory in ["/proc", "/dev", "/mnt", "/tmp"] {
         vfs.mkdir(None, directory, 0o755)?;
     }
     vfs.mount("proc", "/proc", Arc::new(ProcFs::new()), false)?;
-    vfs.mount("devtmpfs", "/dev", Arc::new(DevFs::new(KERNEL_CONSOLE, uptime_seconds())), false)?;
+    vfs.mount("devtmpfs", "/dev", Arc::new(DevFs::new(KERNEL_CONSOLE, current_time_seconds())), false)?;
     let _ = super::procfs::register("mounts", show_mounts);
     let _ = super::procfs::register("filesystems", show_filesystems);
     crate::block::register_proc_files();
@@ -63,13 +63,13 @@ pub fn init_root() -> Result<()> {
 /// ext2; ignored otherwise). `ENODEV` for an unknown type or device.
 pub fn create_filesystem(type_name: &str, source: &str, read_only: bool) -> Result<Arc<dyn FileSystem>> {
     match type_name {
-        "ramfs" | "tmpfs" => Ok(Arc::new(RamFs::new(uptime_seconds, ROOT_RAMFS_CAPACITY))),
+        "ramfs" | "tmpfs" => Ok(Arc::new(RamFs::new(current_time_seconds, ROOT_RAMFS_CAPACITY))),
         "proc" => Ok(Arc::new(ProcFs::new())),
-        "devtmpfs" => Ok(Arc::new(DevFs::new(KERNEL_CONSOLE, uptime_seconds()))),
+        "devtmpfs" => Ok(Arc::new(DevFs::new(KERNEL_CONSOLE, current_time_seconds()))),
         "ext2" => {
             let device = crate::block::find(source).ok_or(Errno::ENODEV)?.device;
             let cache = super::page_cache::PageCache::new(device, EXT2_CACHE_PAGES);
-            match Ext2::mount(cache, read_only, uptime_seconds) {
+            match Ext2::mount(cache, read_only, current_time_seconds) {
                 Ok(file_system) => Ok(file_system),
                 Err(error) => {
                     log::error!("EXT2-fs ({}): {}", source, error);

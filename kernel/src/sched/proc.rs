@@ -130,7 +130,7 @@ fn show_stat(out: &mut dyn Write) -> fmt::Result {
     writeln!(out)?;
     let switches: u64 = (0..MAX_SCHED_CPUS).filter_map(cpu_times).map(|times: CpuTimes| times.context_switches).sum();
     writeln!(out, "ctxt {}", switches)?;
-    writeln!(out, "btime 0")?;
+    writeln!(out, "btime {}", crate::time::boot_time_seconds())?;
     writeln!(out, "processes {}", super::forks())?;
     let (running, blocked) = task_counts();
     writeln!(out, "procs_running {}", running)?;

@@ -1,6 +1,7 @@
 //! Time: uptime from the platform clocksource, kernel timers on the jiffies timer wheel, and high-resolution timers on the clock-event device.
 
 pub mod hrtimer;
+pub mod real_time;
 pub mod timer;
 pub mod wheel;
 
@@ -10,6 +11,7 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 pub use hrtimer::HrTimer;
+pub use real_time::{boot_time_seconds, real_time_seconds};
 pub use timer::Timer;
 
 static BOOT_COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -164,7 +164,7 @@ impl FileSystem for ProcFs {
     fn metadata(&self, inode: InodeNumber) -> Result<Metadata> {
         let path = self.path(inode)?;
         let kind = self.kind_of(&path).ok_or(Errno::ENOENT)?;
-        let now = crate::fs::vfs::uptime_seconds();
+        let now = crate::fs::vfs::current_time_seconds();
         Ok(Metadata {
             inode,
             kind,

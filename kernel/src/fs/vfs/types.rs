@@ -5,15 +5,16 @@ use alloc::string::String;
 /// An inode number within one file system.
 pub type InodeNumber = u64;
 
-/// Seconds since the epoch (or since boot, before a real-time clock exists).
+/// Seconds since the epoch (since boot on a board without a real-time clock).
 pub type Seconds = i64;
 
 /// A clock the file systems stamp inodes with.
 pub type Clock = fn() -> Seconds;
 
-/// The kernel's clock for timestamps: seconds since boot (no real-time clock yet).
-pub fn uptime_seconds() -> Seconds {
-    (crate::time::since_boot_nanoseconds() / 1_000_000_000) as Seconds
+/// The kernel's clock for timestamps: seconds since the epoch, from the real-time clock
+/// read at boot (since boot on a board without one).
+pub fn current_time_seconds() -> Seconds {
+    crate::time::real_time_seconds() as Seconds
 }
 
 /// What an inode is.
