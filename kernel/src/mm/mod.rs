@@ -2,7 +2,8 @@
 //!
 //! Layers, bottom up: [`page`] (one [`page::Page`] per frame), [`buddy`] (free lists of
 //! 2^order pages per zone, per-CPU order-0 lists), [`slab`] (object caches with per-CPU
-//! arrays), [`kmalloc`] (size classes, and the [`KernelAllocator`] a board installs as the
+//! arrays; [`slab_object`] puts typed, reference-counted objects in named caches),
+//! [`kmalloc`] (size classes, and the [`KernelAllocator`] a board installs as the
 //! `#[global_allocator]`). [`MemoryManager`] ties them together; the kernel's instance is
 //! [`MEMORY`], set up once by [`init_from_platform`] (or [`init`]). Until then every
 //! allocation fails cleanly ([`AllocError::NotInitialized`], or null from the allocator).
@@ -17,6 +18,7 @@ pub mod page;
 pub mod paging;
 pub mod slab;
 pub mod slab_common;
+pub mod slab_object;
 pub mod vmstat;
 
 use core::ptr::NonNull;
@@ -26,6 +28,7 @@ pub use buddy::{AllocError, AllocFlags, BuddyAllocator, BuddyConfig, FreeError, 
 pub use hinoki_interface::{MemoryKind, MemoryRegion, PhysicalAddress};
 pub use kmalloc::{KernelAllocator, KmallocCaches};
 pub use slab::{CacheFlags, CacheHandle, Constructor, KmemCache, SlabAllocator, SlabError, SlabErrorKind};
+pub use slab_object::{SlabArc, SlabBox, SlabWeak, TypedCache};
 
 use crate::sync::Once;
 
