@@ -12,18 +12,22 @@
 //! Each object is one slab object holding a header (strong count, weak count, the cache)
 //! and the value. The cache registers itself with its memory manager (so it shows in
 //! `/proc/slabinfo` and `slabtop`) on its first allocation. Allocation failure is an error,
-//! never a panic. The counts follow `Arc`: the value is dropped when the last [`SlabArc`]
-//! goes; the object goes back to its cache when the last [`SlabWeak`] goes too (all strong
-//! references together hold one weak reference).
+//! never a panic. Before the memory manager is initialized (host tests of other
+//! subsystems), objects come from the global allocator instead. The counts follow `Arc`:
+//! the value is dropped when the last [`SlabArc`] goes; the object goes back to its cache
+//! when the last [`SlabWeak`] goes too (all strong references together hold one weak
+//! reference).
 
+use core::alloc::Layout;
 use core::fmt;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
+use core::panic::Location;
 use core::ptr::{addr_of, addr_of_mut, NonNull};
 use core::sync::atomic::{fence, AtomicUsize, Ordering};
 
 use super::buddy::AllocFlags;
-use super::slab::{CacheFlags, CacheStatistics, KmemCache, SlabError};
+use super::slab::{CacheFlags, CacheStatistics, KmemCache, SlabError, SlabErrorKind};
 use super::{MemoryManager, MEMORY};
 use crate::sync::Once;
 
@@ -36,6 +40,8 @@ struct SlabObject<T: 'static> {
     strong: AtomicUsize,
     weak: AtomicUsize,
     cache: &'static TypedCache<T>,
+    /// Taken from the global allocator because the memory manager was not up (host tests).
+    from_heap: bool,
     value: T,
 }
 
@@ -75,26 +81,44 @@ impl<T: 'static> TypedCache<T> {
         self.cache.statistics()
     }
 
-    /// Allocates an object holding `value` with the given counts.
+    /// Allocates an object holding `value` with the given counts: from the cache, or, while
+    /// the memory manager is not initialized (host tests of other subsystems), from the
+    /// global allocator (which in the kernel is that same manager, so it fails cleanly).
     #[track_caller]
     fn allocate(&'static self, value: T, strong: usize, weak: usize) -> Result<NonNull<SlabObject<T>>, SlabError> {
-        if self.memory.buddy().is_some() {
+        let from_heap = self.memory.buddy().is_none();
+        let object = if from_heap {
+            // SAFETY: `SlabObject<T>` has a non-zero size (it holds the counts).
+            let memory = unsafe { alloc::alloc::alloc(Layout::new::<SlabObject<T>>()) };
+            NonNull::new(memory.cast::<SlabObject<T>>()).ok_or(SlabError {
+                kind: SlabErrorKind::NotInitialized,
+                cache: self.cache.name(),
+                caller: Location::caller(),
+            })?
+        } else {
             // SAFETY: `self` is `'static`, so the cache never moves, and `Once` registers it
             // exactly once with the one manager it belongs to.
             self.registered.call_once(|| unsafe { self.memory.slab().register(&self.cache) });
-        }
-        let object = self.memory.kmem_cache_alloc(&self.cache, AllocFlags::NONE)?.cast::<SlabObject<T>>();
-        let contents = SlabObject { strong: AtomicUsize::new(strong), weak: AtomicUsize::new(weak), cache: self, value };
-        // SAFETY: a fresh object of this cache: sized and aligned for `SlabObject<T>` (the
-        // cache was made from its layout) and ours alone.
+            self.memory.kmem_cache_alloc(&self.cache, AllocFlags::NONE)?.cast::<SlabObject<T>>()
+        };
+        let contents = SlabObject { strong: AtomicUsize::new(strong), weak: AtomicUsize::new(weak), cache: self, from_heap, value };
+        // SAFETY: a fresh object of this cache (or of the heap with its layout): sized and
+        // aligned for `SlabObject<T>` (the cache was made from its layout) and ours alone.
         unsafe { object.as_ptr().write(contents) };
         Ok(object)
     }
 
     /// Returns an object whose value has been dropped or moved out.
     fn release(&self, object: NonNull<SlabObject<T>>) {
-        // Errors are reported (logged) by the slab allocator; there is nothing more to do.
-        let _ = self.memory.kmem_cache_free(&self.cache, object.cast());
+        // SAFETY: the header is intact (only the value is gone).
+        let from_heap = unsafe { *addr_of!((*object.as_ptr()).from_heap) };
+        if from_heap {
+            // SAFETY: allocated in `allocate` from the global allocator with this layout.
+            unsafe { alloc::alloc::dealloc(object.as_ptr().cast(), Layout::new::<SlabObject<T>>()) };
+        } else {
+            // Errors are reported (logged) by the slab allocator; there is nothing more to do.
+            let _ = self.memory.kmem_cache_free(&self.cache, object.cast());
+        }
     }
 }
 
@@ -358,7 +382,6 @@ impl<T: fmt::Debug + 'static> fmt::Debug for SlabBox<T> {
 mod tests {
     use super::*;
     use crate::mm::tests::leaked_manager;
-    use crate::mm::SlabErrorKind;
     use std::sync::atomic::AtomicUsize as Counter;
 
     fn leaked_cache<T>(name: &'static str) -> &'static TypedCache<T> {
@@ -451,7 +474,7 @@ mod tests {
     }
 
     #[test]
-    fn exhaustion_and_missing_memory_are_errors() {
+    fn exhaustion_is_an_error() {
         let cache = leaked_cache::<[u64; 300]>("test_full");
         let mut objects = Vec::new();
         let error = loop {
@@ -464,10 +487,25 @@ mod tests {
         assert!(objects.len() > 500, "a 4 MiB arena holds more than 500 objects of 2.4 KB, got {}", objects.len());
         drop(objects);
         assert!(SlabArc::try_new(cache, [0u64; 300]).is_ok());
-        let uninitialized: &'static TypedCache<u64> =
-            Box::leak(Box::new(TypedCache::with_flags("test_none", CacheFlags::NONE, Box::leak(Box::new(MemoryManager::new())))));
-        assert_eq!(SlabArc::try_new(uninitialized, 1).unwrap_err().kind, SlabErrorKind::NotInitialized);
-        assert_eq!(SlabBox::try_new(uninitialized, 1).unwrap_err().kind, SlabErrorKind::NotInitialized);
+    }
+
+    #[test]
+    fn without_a_memory_manager_objects_come_from_the_heap() {
+        let manager: &'static MemoryManager = Box::leak(Box::new(MemoryManager::new()));
+        let cache: &'static TypedCache<Tracked> = Box::leak(Box::new(TypedCache::with_flags("test_heap", CacheFlags::NONE, manager)));
+        let drops = counter();
+        let shared = SlabArc::try_new(cache, Tracked { drops, payload: [4; 5] }).unwrap();
+        let weak = SlabArc::downgrade(&shared);
+        let boxed = SlabBox::try_new(cache, Tracked { drops, payload: [6; 5] }).unwrap();
+        assert_eq!((shared.payload, boxed.payload), ([4; 5], [6; 5]));
+        assert_eq!(cache.statistics().active_objects, 0);
+        drop((shared, boxed));
+        assert!(weak.upgrade().is_none());
+        drop(weak);
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+        let mut names = Vec::new();
+        manager.slab().for_each_cache(|each| names.push(each.name()));
+        assert!(names.is_empty(), "an uninitialized manager registers nothing: {:?}", names);
     }
 
     #[test]
