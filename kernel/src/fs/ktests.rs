@@ -84,3 +84,62 @@ crate::ktest!(
         Ok(())
     }
 );
+
+crate::ktest!(
+    fn inode_and_dentry_caches_count_open_files_and_lookups() {
+        use crate::fs::vfs::{OpenFlags, DENTRY_CACHE, INODE_CACHE};
+        fn active<T>(cache: &crate::mm::TypedCache<T>) -> usize {
+            cache.statistics().active_objects
+        }
+        const FILES: usize = 8;
+        crate::fs::init_root().map_err(|errno| crate::ktest::TestFailure::new(file!(), line!(), format_args!("init_root: {}", errno)))?;
+        let Some(vfs) = crate::fs::vfs() else {
+            return Err(crate::ktest::TestFailure::new(file!(), line!(), format_args!("no VFS after init_root")));
+        };
+        kassert!(vfs.mkdir(None, "/tmp/slab-objects", 0o755).is_ok(), "mkdir /tmp/slab-objects");
+        kassert!(crate::fs::root::mount("ramfs", "none", "/tmp/slab-objects", false).is_ok(), "mount a ramfs on /tmp/slab-objects");
+        let (dentries_before, inodes_before) = (active(&DENTRY_CACHE), active(&INODE_CACHE));
+        let mut files = alloc::vec::Vec::new();
+        for index in 0..FILES {
+            let path = alloc::format!("/tmp/slab-objects/file{}", index);
+            match vfs.open(None, &path, OpenFlags(OpenFlags::CREATE.0 | OpenFlags::READ_WRITE.0), 0o644) {
+                Ok(file) => files.push(file),
+                Err(errno) => return Err(crate::ktest::TestFailure::new(file!(), line!(), format_args!("open {}: {}", path, errno))),
+            }
+        }
+        let (dentries_open, inodes_open) = (active(&DENTRY_CACHE), active(&INODE_CACHE));
+        kassert!(
+            dentries_open >= dentries_before + FILES,
+            "dentry objects {} -> {} after {} new names",
+            dentries_before,
+            dentries_open,
+            FILES
+        );
+        kassert!(
+            inodes_open == inodes_before + FILES,
+            "inode_cache objects {} -> {} with {} files open",
+            inodes_before,
+            inodes_open,
+            FILES
+        );
+        let mut slabinfo = alloc::string::String::new();
+        kassert!(crate::mm::slab_common::show_slabinfo(&mut slabinfo).is_ok(), "show_slabinfo");
+        for name in ["inode_cache ", "dentry "] {
+            kassert!(slabinfo.lines().any(|line| line.starts_with(name)), "/proc/slabinfo has no {}line", name);
+        }
+        drop(files);
+        vfs.prune_inodes();
+        let inodes_closed = active(&INODE_CACHE);
+        kassert!(inodes_closed == inodes_before, "inode_cache objects {} after closing, {} before opening", inodes_closed, inodes_before);
+        kassert!(vfs.unmount("/tmp/slab-objects").is_ok(), "unmount /tmp/slab-objects");
+        let dentries_unmounted = active(&DENTRY_CACHE);
+        kassert!(
+            dentries_unmounted + FILES <= dentries_open,
+            "dentry objects {} after unmount, {} with the files looked up",
+            dentries_unmounted,
+            dentries_open
+        );
+        kassert!(vfs.rmdir(None, "/tmp/slab-objects").is_ok(), "rmdir /tmp/slab-objects");
+        Ok(())
+    }
+);

@@ -1,12 +1,28 @@
 //! The dentry cache: (directory, name) to inode, with negative entries for names known not to exist, and least-recently-used eviction.
+//!
+//! Each entry's record is an object of the `dentry` slab cache ([`DENTRY_CACHE`]), so
+//! `/proc/slabinfo` counts the cached dentries.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 
 use super::types::InodeNumber;
+use crate::mm::{SlabBox, TypedCache};
 
 /// The key of a dentry: mount, parent directory inode, name.
 pub type DentryKey = (u32, InodeNumber, String);
+
+/// One cached name: its target and when it was last used (Linux's `struct dentry`, in part).
+#[derive(Debug)]
+pub struct Dentry {
+    /// The inode the name refers to; `None` for a negative entry.
+    pub target: Option<InodeNumber>,
+    /// The cache's clock at the last lookup or insertion.
+    pub last_used: u64,
+}
+
+/// The slab cache of dentries (Linux's `dentry`).
+pub static DENTRY_CACHE: TypedCache<Dentry> = TypedCache::new("dentry");
 
 /// Lookup counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,7 +40,7 @@ pub struct DentryStatistics {
 /// A bounded map of names to inodes (or to "no such name").
 pub struct DentryCache {
     capacity: usize,
-    entries: BTreeMap<DentryKey, (Option<InodeNumber>, u64)>,
+    entries: BTreeMap<DentryKey, SlabBox<Dentry>>,
     by_age: BTreeMap<u64, DentryKey>,
     clock: u64,
     statistics: DentryStatistics,
@@ -70,14 +86,14 @@ impl DentryCache {
         self.clock += 1;
         let now = self.clock;
         match self.entries.get_mut(key) {
-            Some((target, last_used)) => {
-                self.by_age.remove(last_used);
-                *last_used = now;
+            Some(dentry) => {
+                self.by_age.remove(&dentry.last_used);
+                dentry.last_used = now;
                 self.by_age.insert(now, key.clone());
-                match target {
+                match dentry.target {
                     Some(inode) => {
                         self.statistics.hits += 1;
-                        CachedLookup::Found(*inode)
+                        CachedLookup::Found(inode)
                     }
                     None => {
                         self.statistics.negative_hits += 1;
@@ -93,26 +109,25 @@ impl DentryCache {
     }
 
     /// Records that `key` refers to `target` (`None`: does not exist), evicting the least
-    /// recently used entry if full.
+    /// recently used entry if full. Without memory for the entry, the name is just not cached.
     pub fn insert(&mut self, key: DentryKey, target: Option<InodeNumber>) {
         self.clock += 1;
         let now = self.clock;
-        if let Some((_, last_used)) = self.entries.remove(&key) {
-            self.by_age.remove(&last_used);
-        }
+        self.remove(&key);
+        let Ok(dentry) = SlabBox::try_new(&DENTRY_CACHE, Dentry { target, last_used: now }) else { return };
         while self.entries.len() >= self.capacity {
             let Some((_, oldest)) = self.by_age.pop_first() else { break };
             self.entries.remove(&oldest);
             self.statistics.evictions += 1;
         }
         self.by_age.insert(now, key.clone());
-        self.entries.insert(key, (target, now));
+        self.entries.insert(key, dentry);
     }
 
     /// Forgets `key`.
     pub fn remove(&mut self, key: &DentryKey) {
-        if let Some((_, last_used)) = self.entries.remove(key) {
-            self.by_age.remove(&last_used);
+        if let Some(dentry) = self.entries.remove(key) {
+            self.by_age.remove(&dentry.last_used);
         }
     }
 

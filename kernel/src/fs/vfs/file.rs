@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use super::filesystem::FileSystem;
 use super::types::{InodeNumber, OpenFlags};
 use crate::errno::{Errno, Result};
+use crate::mm::{SlabArc, TypedCache};
 use crate::sync::Mutex;
 
 /// Where an inode lives: a mount and an inode number in its file system.
@@ -19,12 +20,16 @@ pub struct Location {
 
 /// The VFS's in-memory inode: shared by every open file on it. When the last reference
 /// goes, the file system is told, so an unlinked file's blocks are freed on last close.
+/// Kept in the `inode_cache` slab cache ([`INODE_CACHE`]).
 pub struct InodeReference {
     /// Where the inode is.
     pub location: Location,
     /// Its file system.
     pub file_system: Arc<dyn FileSystem>,
 }
+
+/// The slab cache of in-memory inodes (Linux's `inode_cache`).
+pub static INODE_CACHE: TypedCache<InodeReference> = TypedCache::new("inode_cache");
 
 impl Drop for InodeReference {
     fn drop(&mut self) {
@@ -37,7 +42,7 @@ impl Drop for InodeReference {
 /// An open file description (`struct file`).
 pub struct OpenFile {
     /// The inode.
-    pub inode: Arc<InodeReference>,
+    pub inode: SlabArc<InodeReference>,
     /// The flags it was opened with.
     pub flags: OpenFlags,
     /// The offset reads and writes use (or the next directory entry's index).

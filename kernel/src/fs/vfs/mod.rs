@@ -11,16 +11,17 @@ pub mod types;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
-use alloc::sync::{Arc, Weak};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
 pub use crate::errno::{Errno, Result};
-pub use dcache::{CachedLookup, DentryCache, DentryStatistics};
-pub use file::{FileDescriptorTable, InodeReference, Location, OpenFile};
+pub use dcache::{CachedLookup, Dentry, DentryCache, DentryStatistics, DENTRY_CACHE};
+pub use file::{FileDescriptorTable, InodeReference, Location, OpenFile, INODE_CACHE};
 pub use filesystem::FileSystem;
 pub use types::*;
 
+use crate::mm::{SlabArc, SlabWeak};
 use crate::sync::SpinLock;
 
 /// Longest name of one directory entry, in bytes (`NAME_MAX`).
@@ -59,7 +60,7 @@ struct MountTable {
 pub struct Vfs {
     mounts: SpinLock<MountTable>,
     dentries: SpinLock<DentryCache>,
-    inodes: SpinLock<BTreeMap<Location, Weak<InodeReference>>>,
+    inodes: SpinLock<BTreeMap<Location, SlabWeak<InodeReference>>>,
 }
 
 fn check_name_length(name: &str) -> Result<()> {
@@ -260,18 +261,22 @@ impl Vfs {
         Ok(metadata)
     }
 
-    fn inode_reference(&self, location: Location) -> Result<Arc<InodeReference>> {
+    fn inode_reference(&self, location: Location) -> Result<SlabArc<InodeReference>> {
         let mount = self.mount_of(location.mount)?;
         let mut inodes = self.inodes.lock();
-        if let Some(existing) = inodes.get(&location).and_then(Weak::upgrade) {
+        if let Some(existing) = inodes.get(&location).and_then(SlabWeak::upgrade) {
             return Ok(existing);
         }
-        let reference = Arc::new(InodeReference { location, file_system: mount.file_system.clone() });
-        inodes.insert(location, Arc::downgrade(&reference));
+        // Entries of closed inodes hold their memory in `inode_cache`: drop them first.
+        inodes.retain(|_, reference| reference.strong_count() > 0);
+        let reference = SlabArc::try_new(&INODE_CACHE, InodeReference { location, file_system: mount.file_system.clone() })
+            .map_err(|_| Errno::ENOMEM)?;
+        inodes.insert(location, SlabArc::downgrade(&reference));
         Ok(reference)
     }
 
-    fn prune_inodes(&self) {
+    /// Forgets inodes no open file uses, returning their memory to `inode_cache`.
+    pub fn prune_inodes(&self) {
         self.inodes.lock().retain(|_, reference| reference.strong_count() > 0);
     }
 
