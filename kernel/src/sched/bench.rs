@@ -26,7 +26,7 @@ fn fifo(priority: u8) -> SchedParams {
 /// Keeps the calling thread on its CPU until dropped: the benchmarks measure one CPU's
 /// switches and wake-ups, so every thread of a benchmark runs on the caller's CPU.
 struct PinnedHere {
-    task: Option<alloc::sync::Arc<super::Task>>,
+    task: Option<super::TaskRef>,
     saved: super::CpuMask,
 }
 

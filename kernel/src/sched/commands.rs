@@ -46,7 +46,7 @@ fn ps(arguments: &Arguments<'_>, out: &mut dyn Write) -> CommandResult {
     Ok(())
 }
 
-fn find(id: &str) -> Result<alloc::sync::Arc<Task>, CommandError> {
+fn find(id: &str) -> Result<super::TaskRef, CommandError> {
     let id: u64 = id.parse().map_err(|_| CommandError::Failed("not a task id"))?;
     super::find_task(id).ok_or(CommandError::NotFound)
 }

@@ -22,14 +22,13 @@
 //!   halt and at every tick; busy CPUs balance every [`BALANCE_INTERVAL_TICKS`] ticks.
 
 use alloc::collections::BTreeMap;
-use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use hinoki_interface::ContextSwitch;
 
 use super::balance::{self, CpuLoad, CpuMask};
 use super::runqueue::{EnqueueReason, Requeue, RunQueue};
-use super::task::{Task, TaskId, TaskState};
+use super::task::{Task, TaskId, TaskRef, TaskState, TASK_CACHE};
 use crate::sync::{IrqSpinLock, Once, SpinLockGuard};
 
 /// Most CPUs with a scheduler.
@@ -37,11 +36,11 @@ pub const MAX_SCHED_CPUS: usize = 8;
 
 /// One CPU's scheduling state, under its lock.
 pub(super) struct CpuState {
-    pub run_queue: RunQueue<Arc<Task>>,
-    pub current: Arc<Task>,
-    pub idle: Arc<Task>,
+    pub run_queue: RunQueue<TaskRef>,
+    pub current: TaskRef,
+    pub idle: TaskRef,
     /// The task switched away from, until the task switched to finishes the switch.
-    pub previous: Option<Arc<Task>>,
+    pub previous: Option<TaskRef>,
     /// Clock at the last switch (the current task's run time is measured from it).
     pub last_switch: u64,
     /// Nanoseconds this CPU spent in its idle task.
@@ -97,7 +96,7 @@ impl PerCpu {
 
     /// Publishes the load snapshot of `state` (call with the lock held, after a change).
     pub(super) fn publish(&self, state: &CpuState) {
-        let idle = Arc::ptr_eq(&state.current, &state.idle) && state.run_queue.queued() == 0;
+        let idle = TaskRef::ptr_eq(&state.current, &state.idle) && state.run_queue.queued() == 0;
         self.nr_running.store(state.run_queue.nr_running(), Ordering::Relaxed);
         self.load.store(state.run_queue.load(), Ordering::Relaxed);
         self.idle.store(idle, Ordering::Relaxed);
@@ -128,7 +127,7 @@ static TICK_SEEN: AtomicBool = AtomicBool::new(false);
 /// Earliest deadline among sleeping tasks, `u64::MAX` when none.
 static NEXT_WAKEUP: AtomicU64 = AtomicU64::new(u64::MAX);
 /// Every task that has not exited, by id (for `ps`, `/proc` and lookups).
-pub(super) static TASKS: IrqSpinLock<BTreeMap<TaskId, Arc<Task>>> = IrqSpinLock::new(BTreeMap::new());
+pub(super) static TASKS: IrqSpinLock<BTreeMap<TaskId, TaskRef>> = IrqSpinLock::new(BTreeMap::new());
 /// Tasks created since boot (`processes` in `/proc/stat`).
 pub(super) static FORKS: AtomicU64 = AtomicU64::new(0);
 
@@ -155,7 +154,11 @@ pub(super) fn init_cpu(operations: Option<&ContextSwitch>) -> bool {
     let cpu = this_cpu();
     let mut name = [0u8; 12];
     let name = format_name(&mut name, "swapper/", cpu);
-    let idle = Arc::new(Task::new(cpu as TaskId, name, 0, super::policy::SchedParams::normal(0), None, clock()));
+    let Ok(idle) = TaskRef::try_new(&TASK_CACHE, Task::new(cpu as TaskId, name, 0, super::policy::SchedParams::normal(0), None, clock()))
+    else {
+        log::error!("sched: no memory for CPU {}'s idle task", cpu);
+        return false;
+    };
     idle.set_state(TaskState::Idle);
     idle.set_cpu(cpu);
     idle.set_affinity(CpuMask::only(cpu));
@@ -225,7 +228,7 @@ fn format_name<'a>(buffer: &'a mut [u8; 12], prefix: &str, number: usize) -> &'a
 }
 
 /// The task running on the calling CPU, `None` before the scheduler runs.
-pub fn current() -> Option<Arc<Task>> {
+pub fn current() -> Option<TaskRef> {
     // Masked, so the task cannot move to another CPU between naming its CPU and reading it.
     with_interrupts_masked(|| CPUS[this_cpu()].state.lock_irqs_disabled().as_ref().map(|state| state.current.clone()))
 }
@@ -269,7 +272,7 @@ fn lock_two(first: usize, second: usize) -> (SpinLockGuard<'static, Option<CpuSt
 }
 
 /// Queues a new task on a CPU its affinity allows.
-pub(super) fn enqueue_new(task: &Arc<Task>) {
+pub(super) fn enqueue_new(task: &TaskRef) {
     with_interrupts_masked(|| {
         let cpu = select_cpu(task);
         task.set_cpu(cpu);
@@ -282,7 +285,7 @@ pub(super) fn enqueue_new(task: &Arc<Task>) {
 /// reschedule if the task should preempt what runs there. Interrupts must be masked.
 /// Moving the task to another CPU takes the old CPU's lock too: whoever holds the lock of
 /// the CPU the task names (a priority change) then sees it either before or after the move.
-fn enqueue_on(cpu: usize, task: &Arc<Task>, reason: EnqueueReason) {
+fn enqueue_on(cpu: usize, task: &TaskRef, reason: EnqueueReason) {
     let per_cpu = &CPUS[cpu];
     let preempt = {
         let from = task.cpu();
@@ -314,7 +317,7 @@ fn enqueue_on(cpu: usize, task: &Arc<Task>, reason: EnqueueReason) {
 
 /// Where `task` should be queued (Linux's `select_task_rq`): see
 /// [`balance::select_task_cpu`], over the CPUs that joined the scheduler.
-fn select_cpu(task: &Arc<Task>) -> usize {
+fn select_cpu(task: &TaskRef) -> usize {
     let allowed = CpuMask(task.affinity().0 & active_mask().0);
     let loads: [CpuLoad; MAX_SCHED_CPUS] = core::array::from_fn(|cpu| CPUS[cpu].snapshot());
     match balance::select_task_cpu(allowed, task.cpu(), &loads) {
@@ -334,7 +337,7 @@ fn select_cpu(task: &Arc<Task>) -> usize {
 /// Wakes a sleeping task (Linux's `wake_up_process`): makes it runnable and queues it on
 /// the CPU [`select_cpu`] picks, asking for a reschedule (by IPI on another CPU) if it
 /// should preempt. Returns whether it was asleep.
-pub fn wake_up_process(task: &Arc<Task>) -> bool {
+pub fn wake_up_process(task: &TaskRef) -> bool {
     if !task.state().is_sleeping() {
         return false;
     }
@@ -379,7 +382,7 @@ pub(super) fn send_reschedule(cpu: usize) {
 /// # Errors
 /// [`AffinityError::NoAllowedCpu`] when the mask holds no CPU running the scheduler,
 /// [`AffinityError::IdleTask`] for a CPU's idle task (it never moves).
-pub fn set_affinity(task: &Arc<Task>, mask: CpuMask) -> Result<(), AffinityError> {
+pub fn set_affinity(task: &TaskRef, mask: CpuMask) -> Result<(), AffinityError> {
     if task.state() == TaskState::Idle {
         return Err(AffinityError::IdleTask);
     }
@@ -398,7 +401,7 @@ pub fn set_affinity(task: &Arc<Task>, mask: CpuMask) -> Result<(), AffinityError
             return None;
         }
         let Some(state) = guard.as_mut() else { return None };
-        if Arc::ptr_eq(&state.current, task) {
+        if TaskRef::ptr_eq(&state.current, task) {
             // Running there: it leaves at its CPU's next reschedule and is pushed then.
             CPUS[cpu].need_resched.store(true, Ordering::Release);
             return Some(cpu);
@@ -504,7 +507,7 @@ fn schedule_with(requeue: Requeue) {
         per_cpu.need_resched.store(false, Ordering::Release);
         let now = clock();
         let previous = state.current.clone();
-        let previous_is_idle = Arc::ptr_eq(&previous, &state.idle);
+        let previous_is_idle = TaskRef::ptr_eq(&previous, &state.idle);
         // A preempted task stays runnable whatever state it set (Linux's preempt_schedule):
         // it may have marked itself sleeping but not yet be where a waker can find it (on a
         // wait queue, among the sleepers), or be exiting with waiters still to wake.
@@ -518,7 +521,7 @@ fn schedule_with(requeue: Requeue) {
             }
         }
         let next = state.run_queue.pick_next(now, Some(previous.id())).unwrap_or_else(|| state.idle.clone());
-        if Arc::ptr_eq(&next, &previous) {
+        if TaskRef::ptr_eq(&next, &previous) {
             per_cpu.publish(state);
             None
         } else {
@@ -653,7 +656,7 @@ pub fn scheduler_tick() {
     {
         let mut guard = per_cpu.state.lock();
         let Some(state) = guard.as_mut() else { return };
-        let idle = Arc::ptr_eq(&state.current, &state.idle);
+        let idle = TaskRef::ptr_eq(&state.current, &state.idle);
         if state.run_queue.tick(clock()) || (idle && state.run_queue.queued() > 0) {
             per_cpu.need_resched.store(true, Ordering::Release);
         }
@@ -689,7 +692,7 @@ pub(super) fn load_balance(this: usize) -> usize {
         let (Some(here), Some(there)) = (here_guard.as_mut(), there_guard.as_mut()) else { return 0 };
         let mut moved = 0;
         while moved < count {
-            let allowed = |task: &Arc<Task>| task.affinity().contains(this) && !task.on_cpu.load(Ordering::Acquire);
+            let allowed = |task: &TaskRef| task.affinity().contains(this) && !task.on_cpu.load(Ordering::Acquire);
             let Some(task) = there.run_queue.detach_for_migration(allowed) else { break };
             task.set_cpu(this);
             if here.run_queue.check_preempt_wakeup_over(&here.current, &here.idle, &task) {
@@ -805,7 +808,7 @@ pub struct CpuTimes {
 pub fn cpu_times(cpu: usize) -> Option<CpuTimes> {
     let guard = CPUS.get(cpu)?.state.lock();
     let state = guard.as_ref()?;
-    let idle_now = Arc::ptr_eq(&state.current, &state.idle);
+    let idle_now = TaskRef::ptr_eq(&state.current, &state.idle);
     let idle = state.idle_time + if idle_now { clock().saturating_sub(state.last_switch) } else { 0 };
     let running_current = usize::from(!idle_now);
     Some(CpuTimes { idle, context_switches: state.context_switches, nr_running: state.run_queue.queued() + running_current })
@@ -817,9 +820,9 @@ pub fn current_runtime() -> u64 {
     guard.as_ref().map_or(0, |state| state.current.stime() + clock().saturating_sub(state.last_switch))
 }
 
-impl RunQueue<Arc<Task>> {
+impl RunQueue<TaskRef> {
     /// `check_preempt_wakeup` where the CPU may be running its idle task (always preempted).
-    pub(super) fn check_preempt_wakeup_over(&self, current: &Arc<Task>, idle: &Arc<Task>, woken: &Arc<Task>) -> bool {
-        Arc::ptr_eq(current, idle) || self.check_preempt_wakeup(woken)
+    pub(super) fn check_preempt_wakeup_over(&self, current: &TaskRef, idle: &TaskRef, woken: &TaskRef) -> bool {
+        TaskRef::ptr_eq(current, idle) || self.check_preempt_wakeup(woken)
     }
 }

@@ -456,3 +456,42 @@ ktest!(manual fn overflow_a_kernel_thread_stack() {
     let result = handle.join();
     Err(crate::ktest::TestFailure::new(file!(), line!(), format_args!("the kernel thread stack overflow did not fault ({})", result)))
 });
+
+ktest!(
+    fn threads_live_in_the_task_struct_cache() {
+        const THREADS: usize = 8;
+        let active = || super::TASK_CACHE.statistics().active_objects;
+        let before = active();
+        let release = Arc::new(AtomicBool::new(false));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let release = release.clone();
+                spawn("ktest-slab", move || {
+                    while !release.load(Ordering::Acquire) {
+                        super::sleep(Duration::from_millis(1));
+                    }
+                    0
+                })
+                .expect("spawn")
+            })
+            .collect();
+        let running = active();
+        release.store(true, Ordering::Release);
+        for handle in handles {
+            handle.join();
+        }
+        kassert!(running >= before + THREADS, "task_struct objects {} -> {} with {} threads alive", before, running, THREADS);
+        // Exited tasks are reaped when their CPU switches away from them: give that up to
+        // two seconds (generous; it takes a few scheduler ticks).
+        let mut after = active();
+        for _ in 0..200 {
+            if after <= before {
+                break;
+            }
+            super::sleep(Duration::from_millis(10));
+            after = active();
+        }
+        kassert!(after <= before, "task_struct objects {} after the threads exited, {} before", after, before);
+        Ok(())
+    }
+);

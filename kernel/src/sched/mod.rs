@@ -24,7 +24,6 @@ mod smp_ktests;
 use ::core::sync::atomic::Ordering;
 use ::core::time::Duration;
 use alloc::boxed::Box;
-use alloc::sync::Arc;
 
 pub use self::core::{
     active_mask, cpu_times, current, current_id, idle_loop, is_running, migrations, need_resched, preempt_count, preempt_disable,
@@ -34,7 +33,7 @@ pub use self::core::{
 };
 pub use balance::CpuMask;
 pub use policy::{ParameterError, Policy, SchedParams};
-pub use task::{KernelStack, Task, TaskId, TaskState, STACK_ORDER};
+pub use task::{KernelStack, Task, TaskId, TaskRef, TaskState, STACK_ORDER, TASK_CACHE};
 
 use self::core::{
     clock, enqueue_new, finish_task_switch, lock_task_run_queue, operations, send_reschedule, with_interrupts_masked, CPUS, FORKS, TASKS,
@@ -137,7 +136,8 @@ impl<'a> Builder<'a> {
             *next += 1;
             *next
         };
-        let task = Arc::new(Task::new(id, self.name, parent.id(), params, Some(stack), clock()));
+        let task = TaskRef::try_new(&TASK_CACHE, Task::new(id, self.name, parent.id(), params, Some(stack), clock()))
+            .map_err(|_| SpawnError::OutOfMemory)?;
         drop(parent);
         task.set_affinity(self.affinity);
         *task.body.lock() = Some(Box::new(body));
@@ -198,12 +198,12 @@ pub fn sleep(duration: Duration) {
 
 /// A handle on a spawned thread; dropping it detaches the thread.
 pub struct JoinHandle {
-    task: Arc<Task>,
+    task: TaskRef,
 }
 
 impl JoinHandle {
     /// The thread's task.
-    pub fn task(&self) -> &Arc<Task> {
+    pub fn task(&self) -> &TaskRef {
         &self.task
     }
 
@@ -220,7 +220,7 @@ impl JoinHandle {
 }
 
 /// Changes a task's policy and priority (and nice), moving it within its run queue.
-pub fn set_params(task: &Arc<Task>, params: SchedParams) -> Result<(), ParameterError> {
+pub fn set_params(task: &TaskRef, params: SchedParams) -> Result<(), ParameterError> {
     let params = params.validate()?;
     let boosted = task.normal_params() != task.params();
     if boosted {
@@ -233,7 +233,7 @@ pub fn set_params(task: &Arc<Task>, params: SchedParams) -> Result<(), Parameter
 
 /// Sets the parameters the scheduler uses now (a boost, or its end), requeueing the task if
 /// it waits in a run queue.
-pub(crate) fn change_effective_params(task: &Arc<Task>, params: SchedParams) {
+pub(crate) fn change_effective_params(task: &TaskRef, params: SchedParams) {
     let kick = with_interrupts_masked(|| {
         let (cpu, mut guard) = lock_task_run_queue(task);
         let per_cpu = &CPUS[cpu];
@@ -247,7 +247,7 @@ pub(crate) fn change_effective_params(task: &Arc<Task>, params: SchedParams) {
         if queued {
             state.run_queue.enqueue(task.clone(), runqueue::EnqueueReason::Migrated);
             resched = state.run_queue.check_preempt_wakeup_over(&state.current, &state.idle, task);
-        } else if Arc::ptr_eq(&state.current, task) {
+        } else if TaskRef::ptr_eq(&state.current, task) {
             let waiting = state.run_queue.highest_waiting_priority();
             resched = waiting.is_some_and(|priority| priority < params.kernel_priority());
         }
@@ -263,7 +263,7 @@ pub(crate) fn change_effective_params(task: &Arc<Task>, params: SchedParams) {
 }
 
 /// Lends `params` to `task` for priority inheritance (kept until [`unboost`]).
-pub(crate) fn boost(task: &Arc<Task>, params: SchedParams) {
+pub(crate) fn boost(task: &TaskRef, params: SchedParams) {
     if task.normal_params() == task.params() {
         task.set_normal_params(Some(task.params()));
     }
@@ -271,7 +271,7 @@ pub(crate) fn boost(task: &Arc<Task>, params: SchedParams) {
 }
 
 /// Ends a priority-inheritance boost of `task`.
-pub(crate) fn unboost(task: &Arc<Task>) {
+pub(crate) fn unboost(task: &TaskRef) {
     let normal = task.normal_params();
     task.set_normal_params(None);
     if normal != task.params() {
@@ -280,13 +280,13 @@ pub(crate) fn unboost(task: &Arc<Task>) {
 }
 
 /// A task by id.
-pub fn find_task(id: TaskId) -> Option<Arc<Task>> {
+pub fn find_task(id: TaskId) -> Option<TaskRef> {
     TASKS.lock().get(&id).cloned()
 }
 
 /// Calls `visit` with every live task, by id.
-pub fn for_each_task(mut visit: impl FnMut(&Arc<Task>)) {
-    let tasks: alloc::vec::Vec<Arc<Task>> = TASKS.lock().values().cloned().collect();
+pub fn for_each_task(mut visit: impl FnMut(&TaskRef)) {
+    let tasks: alloc::vec::Vec<TaskRef> = TASKS.lock().values().cloned().collect();
     tasks.iter().for_each(&mut visit);
 }
 

@@ -1,7 +1,6 @@
 //! The task structure (Linux's `task_struct` in spirit): identity, state, scheduling parameters, affinity, kernel stack, saved context and accounting.
 
 use alloc::boxed::Box;
-use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -11,7 +10,7 @@ use hinoki_interface::SavedContext;
 use super::balance::CpuMask;
 use super::policy::SchedParams;
 use super::runqueue::Entity;
-use crate::mm::{AllocError, AllocFlags, MemoryManager, PhysicalAddress};
+use crate::mm::{AllocError, AllocFlags, MemoryManager, PhysicalAddress, SlabArc, TypedCache};
 use crate::sync::SpinLock;
 
 /// A task id (Linux's pid); 0 is the boot CPU's idle task.
@@ -193,6 +192,12 @@ unsafe impl Sync for Task {}
 // SAFETY: as above; moving a `Task` moves owned data only.
 unsafe impl Send for Task {}
 
+/// The slab cache of tasks (Linux's `task_struct` cache).
+pub static TASK_CACHE: TypedCache<Task> = TypedCache::new("task_struct");
+
+/// A shared reference to a task, in the `task_struct` slab cache.
+pub type TaskRef = SlabArc<Task>;
+
 impl Task {
     /// A task record. `stack` is `None` for a CPU's boot context (its idle task).
     pub fn new(id: TaskId, name: &str, parent: TaskId, params: SchedParams, stack: Option<KernelStack>, now: u64) -> Self {
@@ -367,7 +372,7 @@ impl fmt::Debug for Task {
     }
 }
 
-impl Entity for Arc<Task> {
+impl Entity for TaskRef {
     fn id(&self) -> u64 {
         self.id
     }

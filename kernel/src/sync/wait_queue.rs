@@ -1,14 +1,13 @@
 //! Wait queues: tasks sleep until a condition holds; wakers wake all non-exclusive waiters and a number of exclusive ones (Linux's `wait_event` / `wake_up`).
 
 use alloc::collections::VecDeque;
-use alloc::sync::Arc;
 use core::sync::atomic::{fence, AtomicUsize, Ordering};
 
 use super::IrqSpinLock;
-use crate::sched::{self, Task, TaskState};
+use crate::sched::{self, TaskRef, TaskState};
 
 struct Waiter {
-    task: Arc<Task>,
+    task: TaskRef,
     exclusive: bool,
 }
 
@@ -72,7 +71,7 @@ impl WaitQueue {
             task.set_state_for_wait(sleep_state);
             {
                 let mut waiters = self.waiters.lock();
-                if !waiters.iter().any(|waiter| Arc::ptr_eq(&waiter.task, &task)) {
+                if !waiters.iter().any(|waiter| TaskRef::ptr_eq(&waiter.task, &task)) {
                     let waiter = Waiter { task: task.clone(), exclusive };
                     if exclusive {
                         waiters.push_back(waiter);
@@ -93,7 +92,7 @@ impl WaitQueue {
         task.set_state_for_wait(TaskState::Running);
         if self.count.load(Ordering::Acquire) > 0 {
             let mut waiters = self.waiters.lock();
-            waiters.retain(|waiter| !Arc::ptr_eq(&waiter.task, &task));
+            waiters.retain(|waiter| !TaskRef::ptr_eq(&waiter.task, &task));
             self.count.store(waiters.len(), Ordering::Release);
         }
     }
