@@ -441,7 +441,7 @@ mod tests {
         assert!(statistics.object_size >= core::mem::size_of::<SlabObject<Tracked>>());
         for (index, object) in objects.iter().enumerate() {
             assert_eq!(object.payload, [index as u64; 5]);
-            assert!(SlabArc::as_ptr(object) as usize % core::mem::align_of::<Tracked>() == 0);
+            assert!((SlabArc::as_ptr(object) as usize).is_multiple_of(core::mem::align_of::<Tracked>()));
         }
         drop(objects);
         assert_eq!(cache.statistics().active_objects, 0);
