@@ -554,15 +554,17 @@ ktest!(
                 Builder::new("ktest-alloc")
                     .affinity(CpuMask::only(cpu))
                     .spawn(move || {
+                        // Waiting yields instead of sleeping: a sleep arms an hrtimer, an
+                        // allocation that would be in flight when the counts are taken.
                         while start.load(Ordering::Acquire) == 0 {
-                            super::sleep(Duration::from_millis(1));
+                            super::yield_now();
                         }
                         // SAFETY: the cache outlives the threads: it is destroyed after they are joined.
                         let cache = unsafe { &*(cache_address as *const crate::mm::slab::KmemCache) };
                         let report = allocation_mix(index as u64, cache, start.load(Ordering::Acquire));
                         finished.fetch_add(1, Ordering::AcqRel);
                         while !release.load(Ordering::Acquire) {
-                            super::sleep(Duration::from_millis(1));
+                            super::yield_now();
                         }
                         let packed =
                             report.operations.min(0xffff_ffff) | report.corrupted.min(0xffff) << 32 | report.failed.min(0xffff) << 48;

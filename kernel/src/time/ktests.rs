@@ -214,8 +214,16 @@ ktest!(
             let cancelled_ran = cancelled_ran.clone();
             HrTimer::new(move || cancelled_ran.store(true, Ordering::Release))
         };
-        cancelled.start(now + 2_000_000);
-        kassert!(cancelled.cancel());
+        {
+            // Masked, so this CPU's interrupt cannot run the timer between start and cancel
+            // however long the host stalls this vCPU.
+            let platform = crate::platform();
+            let saved = platform.cpu().disable_interrupts();
+            cancelled.start(now + 2_000_000);
+            let removed = cancelled.cancel();
+            platform.cpu().restore_interrupts(saved);
+            kassert!(removed, "cancel did not find the pending hrtimer");
+        }
         let all = wait_until(20 * TICK_NANOSECONDS, || fired.lock().len() == deadlines.len());
         let fired = fired.lock().clone();
         kassert!(all, "only {} of {} hrtimers ran", fired.len(), deadlines.len());
