@@ -124,13 +124,16 @@ impl<T: ?Sized> Mutex<T> {
         lockdep::release(self.instance());
         let boosted = self.boosted.swap(false, Ordering::AcqRel);
         self.owner.store(UNLOCKED, Ordering::Release);
+        // Wake the waiter before giving the boost back: once unboosted, an interrupt could
+        // let a middle-priority task preempt this one before the wake-up, and the waiter
+        // that lent its priority would stay asleep behind it (the inversion returns).
+        if self.waiters.has_waiters() {
+            self.waiters.wake_up();
+        }
         if boosted {
             if let Some(task) = sched::current() {
                 sched::unboost(&task);
             }
-        }
-        if self.waiters.has_waiters() {
-            self.waiters.wake_up();
         }
     }
 }
