@@ -340,17 +340,7 @@ ktest!(
         let (shared, shared_torn) = (lock.clone(), torn.clone());
         on_every_cpu(2, move |index| {
             for round in 0..ROUNDS {
-                if index % 2 == 0 {
-                    let mut guard = shared.write();
-                    guard.0 += 1;
-                    core::hint::black_box(&mut *guard);
-                    guard.1 += 1;
-                } else {
-                    let guard = shared.read();
-                    if guard.0 != guard.1 {
-                        shared_torn.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                crate::sync::ktests::rwlock_round(&shared, &shared_torn, index);
                 if round % 16 == 0 {
                     yield_now();
                 }

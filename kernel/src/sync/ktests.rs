@@ -180,6 +180,22 @@ ktest!(
     }
 );
 
+/// One round of the reader-writer workload: even-numbered threads write both halves of
+/// the pair (with a compiler barrier between), odd ones read and count a torn pair.
+pub(crate) fn rwlock_round(lock: &super::RwLock<(usize, usize)>, torn: &AtomicUsize, index: usize) {
+    if index % 2 == 0 {
+        let mut guard = lock.write();
+        guard.0 += 1;
+        core::hint::black_box(&mut *guard);
+        guard.1 += 1;
+    } else {
+        let guard = lock.read();
+        if guard.0 != guard.1 {
+            torn.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 ktest!(
     fn rwlock_readers_never_see_half_writes_and_counts_are_exact() {
         let lock = Arc::new(super::RwLock::new((0usize, 0usize)));
@@ -187,17 +203,7 @@ ktest!(
         let (shared, shared_torn) = (lock.clone(), torn.clone());
         run_threads(move |index| {
             for round in 0..ROUNDS {
-                if index % 2 == 0 {
-                    let mut guard = shared.write();
-                    guard.0 += 1;
-                    core::hint::black_box(&mut *guard);
-                    guard.1 += 1;
-                } else {
-                    let guard = shared.read();
-                    if guard.0 != guard.1 {
-                        shared_torn.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                rwlock_round(&shared, &shared_torn, index);
                 if round % 10 == 0 {
                     sched::yield_now();
                 }

@@ -2,7 +2,7 @@
 
 mod completion;
 mod condvar;
-mod ktests;
+pub(crate) mod ktests;
 mod mutex;
 mod once;
 mod percpu;
