@@ -461,7 +461,19 @@ ktest!(
     fn threads_live_in_the_task_struct_cache() {
         const THREADS: usize = 8;
         let active = || super::TASK_CACHE.statistics().active_objects;
-        let before = active();
+        // Tasks of earlier tests may still be waiting to be reaped: start from a count that
+        // has stayed put for 50 ms (at most 2 s of settling).
+        let mut before = active();
+        let mut steady = 0;
+        for _ in 0..200 {
+            super::sleep(Duration::from_millis(10));
+            let now = active();
+            steady = if now == before { steady + 1 } else { 0 };
+            before = now;
+            if steady == 5 {
+                break;
+            }
+        }
         let release = Arc::new(AtomicBool::new(false));
         let handles: Vec<_> = (0..THREADS)
             .map(|_| {
