@@ -89,10 +89,9 @@ pub fn print_backtrace(frame_pointer: usize) {
             if !stack_limit.contains(&address) {
                 return None;
             }
+            // The value is only printed, never trusted as a pointer outside the window.
             // SAFETY: `address` is word aligned (checked by the walker) and lies within a
-            // window around the current frame pointer on the current stack, which is
-            // mapped and readable; the value is only printed, never trusted as a pointer
-            // outside this window.
+            // window around the current frame pointer on the current, mapped stack.
             Some(unsafe { core::ptr::read_volatile(address as *const usize) })
         },
         |return_address| {

@@ -395,10 +395,9 @@ impl<C: Cpu, K: Clock> Platform for Raspi<C, K> {
         }
         let release_address = SPIN_TABLE_RELEASE_ADDRESSES[cpu as usize] as usize;
         let affinity = (self.architecture.boot_cpu_affinity & !0xff) | cpu as u64;
-        // SAFETY: the release words sit in page 0, which the memory map reserves for the
-        // firmware stub (so it is RAM in the kernel's identity map that nothing else
-        // writes); core `cpu` waits on its word, and the kernel hands each CPU its own
-        // stack of `SECONDARY_STACK_SIZE` (64 KiB).
+        // The release words sit in page 0, reserved for the firmware stub: identity-mapped
+        // RAM nothing else writes; core `cpu` waits on its word.
+        // SAFETY: as above, and the kernel hands each CPU its own 64 KiB stack.
         unsafe { (self.architecture.start_secondary)(cpu, affinity, release_address, stack_top, entry) }
     }
 

@@ -265,10 +265,9 @@ impl<T: Send + Sync + 'static> RcuPointer<T> {
     /// as long as the read-side critical section.
     pub fn dereference<'a>(&'a self, _guard: &'a RcuReadGuard) -> Option<&'a T> {
         let pointer = self.pointer.load(Ordering::Acquire);
-        // SAFETY: a non-null pointer was made by `Box::into_raw` in `new` or `assign`; a
-        // value unpublished by `assign` is freed only after a grace period, and this
-        // reader (holding `_guard`, preemption disabled) delays any grace period that
-        // began before the load, so the value lives at least as long as the guard.
+        // A value unpublished by `assign` is freed only after a grace period, which this
+        // reader (holding `_guard`, preemption disabled) delays.
+        // SAFETY: a non-null pointer came from `Box::into_raw`, and lives as long as the guard.
         unsafe { pointer.as_ref() }
     }
 
