@@ -24,9 +24,7 @@ pub fn init() {
         Ok(seconds) => {
             let uptime = super::since_boot_nanoseconds() / 1_000_000_000;
             BOOT_TIME_SECONDS.store(seconds.saturating_sub(uptime), Ordering::Release);
-            let mut text = heapless_line();
-            let _ = write_date(seconds, &mut text);
-            log::info!("rtc: {} set the system clock to {}", clock.name(), text.as_str());
+            log::info!("rtc: {} set the system clock to {}", clock.name(), Date(seconds));
         }
         Err(error) => log::warn!("rtc: cannot read {}: {:?}; the wall time starts at the epoch", clock.name(), error),
     }
@@ -59,28 +57,13 @@ pub fn write_date(seconds: u64, out: &mut dyn Write) -> core::fmt::Result {
     )
 }
 
-/// A small on-stack line buffer for the boot log.
-fn heapless_line() -> LineBuffer {
-    LineBuffer { bytes: [0; 48], length: 0 }
-}
+/// Seconds since the epoch that display as [`write_date`] writes them (no allocation, so
+/// usable before the memory manager is up).
+pub struct Date(pub u64);
 
-struct LineBuffer {
-    bytes: [u8; 48],
-    length: usize,
-}
-
-impl LineBuffer {
-    fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.bytes[..self.length]).unwrap_or("")
-    }
-}
-
-impl Write for LineBuffer {
-    fn write_str(&mut self, text: &str) -> core::fmt::Result {
-        let take = text.len().min(self.bytes.len() - self.length);
-        self.bytes[self.length..self.length + take].copy_from_slice(&text.as_bytes()[..take]);
-        self.length += take;
-        Ok(())
+impl core::fmt::Display for Date {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write_date(self.0, formatter)
     }
 }
 
