@@ -752,8 +752,21 @@ crate::ktest!(
                 format_args!("mm not initialized: the board must call mm::init_from_platform"),
             ));
         };
+        // Stacks of earlier tests' exited threads are freed when they are reaped: start from
+        // a free count that has stayed put for 50 ms (at most 2 s of settling).
         buddy.drain_per_cpu_pages();
-        let free_at_start = buddy.free_page_count();
+        let mut free_at_start = buddy.free_page_count();
+        let mut steady = 0;
+        for _ in 0..200 {
+            crate::sched::sleep(core::time::Duration::from_millis(10));
+            buddy.drain_per_cpu_pages();
+            let now = buddy.free_page_count();
+            steady = if now == free_at_start { steady + 1 } else { 0 };
+            free_at_start = now;
+            if steady == 5 {
+                break;
+            }
+        }
         // Chain every page we can get through its own first word, so no other memory is needed.
         let mut chain = 0u64;
         let mut taken = 0usize;
