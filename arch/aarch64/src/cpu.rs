@@ -218,8 +218,15 @@ impl Cpu for Aarch64Cpu {
     }
 
     fn restore_interrupts(&self, state: InterruptState) {
-        // SAFETY: writes back a DAIF value previously read on this CPU.
-        unsafe { asm!("msr daif, {}", in(reg) state.0 as u64, options(nomem, nostack, preserves_flags)) };
+        let current: u64;
+        // SAFETY: reading DAIF has no side effects.
+        unsafe { asm!("mrs {}, daif", out(reg) current, options(nomem, nostack, preserves_flags)) };
+        // Nested masked sections restore the state already in place: skip the write, which
+        // under emulation ends a translation block (a trip through QEMU's main loop).
+        if current != state.0 as u64 {
+            // SAFETY: writes back a DAIF value previously read on this CPU.
+            unsafe { asm!("msr daif, {}", in(reg) state.0 as u64, options(nomem, nostack, preserves_flags)) };
+        }
     }
 
     fn enable_interrupts(&self) {

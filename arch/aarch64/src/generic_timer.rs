@@ -2,11 +2,13 @@
 
 use core::arch::asm;
 
+use hinoki_interface::clock::ClockScale;
 use hinoki_interface::{Clock, ClockEvent};
 
 /// The system counter (CNTPCT_EL0), Linux's `arch_sys_counter`.
 pub struct GenericTimerCounter {
     frequency_hz: u64,
+    scale: ClockScale,
 }
 
 /// Reads CNTFRQ_EL0, the counter frequency the firmware or QEMU programmed.
@@ -30,7 +32,8 @@ impl GenericTimerCounter {
     /// Reads the frequency; a zero CNTFRQ (firmware that forgot it) falls back to `fallback_hz`.
     pub fn new(fallback_hz: u64) -> Self {
         let frequency = counter_frequency();
-        GenericTimerCounter { frequency_hz: if frequency == 0 { fallback_hz } else { frequency } }
+        let frequency_hz = if frequency == 0 { fallback_hz } else { frequency };
+        GenericTimerCounter { frequency_hz, scale: ClockScale::new(frequency_hz) }
     }
 }
 
@@ -45,6 +48,10 @@ impl Clock for GenericTimerCounter {
 
     fn counter(&self) -> u64 {
         physical_count()
+    }
+
+    fn nanoseconds(&self) -> u64 {
+        self.scale.to_nanoseconds(physical_count())
     }
 }
 

@@ -1,5 +1,6 @@
 //! The HPET main counter as a clocksource (Linux's `hpet`): a memory-mapped, always-running counter with its period in femtoseconds in the capabilities register.
 
+use hinoki_interface::clock::ClockScale;
 use hinoki_interface::Clock;
 
 /// General capabilities and ID: bits 63:32 the period in femtoseconds, bit 13 a 64-bit counter.
@@ -27,6 +28,7 @@ pub fn frequency_from_period(period_femtoseconds: u64) -> u64 {
 pub struct Hpet {
     base: usize,
     frequency_hz: u64,
+    scale: ClockScale,
     wide: bool,
 }
 
@@ -38,7 +40,7 @@ impl Hpet {
     /// `base` must be the identity-mapped (uncached) register block of an HPET, valid
     /// forever; nothing else may stop or reset its main counter.
     pub unsafe fn new(base: usize) -> Option<Hpet> {
-        let hpet = Hpet { base, frequency_hz: 0, wide: false };
+        let hpet = Hpet { base, frequency_hz: 0, scale: ClockScale::new(1), wide: false };
         let capabilities = hpet.read(CAPABILITIES);
         let frequency_hz = frequency_from_period(capabilities >> 32);
         let wide = capabilities & COUNTER_IS_64_BIT != 0;
@@ -50,7 +52,7 @@ impl Hpet {
             // SAFETY: setting ENABLE_CNF starts the main counter; no comparator is armed.
             unsafe { core::ptr::write_volatile((base + CONFIGURATION) as *mut u64, configuration | ENABLE) };
         }
-        Some(Hpet { base, frequency_hz, wide })
+        Some(Hpet { base, frequency_hz, scale: ClockScale::new(frequency_hz), wide })
     }
 
     fn read(&self, offset: usize) -> u64 {
@@ -80,6 +82,10 @@ impl Clock for Hpet {
         } else {
             value & u32::MAX as u64
         }
+    }
+
+    fn nanoseconds(&self) -> u64 {
+        self.scale.to_nanoseconds(self.counter())
     }
 }
 

@@ -2,6 +2,7 @@
 
 use core::arch::asm;
 
+use hinoki_interface::clock::ClockScale;
 use hinoki_interface::Clock;
 
 use crate::port;
@@ -156,6 +157,7 @@ pub fn nominal_frequency() -> Option<u64> {
 /// The TSC, Linux's `tsc` clocksource.
 pub struct Tsc {
     frequency_hz: u64,
+    scale: ClockScale,
     origin: u64,
     source: CalibrationSource,
 }
@@ -177,7 +179,7 @@ impl Tsc {
                 None => (nominal_frequency()?, CalibrationSource::CpuidNominal),
             },
         };
-        Some(Tsc { frequency_hz, origin, source })
+        Some(Tsc { frequency_hz, scale: ClockScale::new(frequency_hz), origin, source })
     }
 
     /// What the frequency was measured against.
@@ -197,6 +199,10 @@ impl Clock for Tsc {
 
     fn counter(&self) -> u64 {
         read().wrapping_sub(self.origin)
+    }
+
+    fn nanoseconds(&self) -> u64 {
+        self.scale.to_nanoseconds(self.counter())
     }
 }
 

@@ -33,7 +33,7 @@ fn controller() -> Result<&'static dyn InterruptController, RequestError> {
 
 /// The calling CPU's index into the per-CPU counts.
 pub fn current_cpu() -> usize {
-    crate::try_platform().map_or(0, |platform| platform.cpu().current_id().0 as usize)
+    crate::try_cpu().map_or(0, |cpu| cpu.current_id().0 as usize)
 }
 
 fn controller_error(number: u32, error: hinoki_interface::IrqError) -> RequestError {

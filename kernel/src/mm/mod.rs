@@ -38,7 +38,7 @@ pub const MAX_REGIONS: usize = 64;
 /// The calling CPU's id, or 0 before the platform is registered (and on the host).
 #[inline]
 pub fn current_cpu() -> usize {
-    crate::try_platform().map_or(0, |platform| platform.cpu().current_id().0 as usize)
+    crate::try_cpu().map_or(0, |cpu| cpu.current_id().0 as usize)
 }
 
 /// The page allocator, the slab caches and kmalloc, as one unit.

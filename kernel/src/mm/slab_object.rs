@@ -175,6 +175,22 @@ impl<T: 'static> SlabArc<T> {
         unsafe { addr_of!((*this.object.as_ptr()).value) }
     }
 
+    /// Another strong reference to the value at `value`, an address [`as_ptr`](Self::as_ptr)
+    /// returned (Linux's `get_task_struct` from a raw task pointer). For holders of a raw
+    /// pointer that know a strong reference outlives the call, e.g. a CPU's record of the
+    /// task it runs.
+    ///
+    /// # Safety
+    /// `value` must come from `as_ptr` of a `SlabArc<T>` that stays alive (is not dropped)
+    /// until this returns.
+    pub unsafe fn clone_from_ptr(value: *const T) -> SlabArc<T> {
+        let offset = core::mem::offset_of!(SlabObject<T>, value);
+        // SAFETY: `value` lies `offset` bytes into its live object (the caller's contract).
+        let object = unsafe { NonNull::new_unchecked(value.byte_sub(offset) as *mut SlabObject<T>) };
+        let borrowed = core::mem::ManuallyDrop::new(SlabArc { object, _marker: PhantomData });
+        SlabArc::clone(&borrowed)
+    }
+
     /// Strong references (a snapshot).
     pub fn strong_count(this: &SlabArc<T>) -> usize {
         this.strong().load(Ordering::Relaxed)
@@ -402,6 +418,24 @@ mod tests {
 
     fn counter() -> &'static Counter {
         Box::leak(Box::new(Counter::new(0)))
+    }
+
+    #[test]
+    fn clone_from_ptr_adds_a_reference_to_the_same_object() {
+        let cache = leaked_cache::<Tracked>("test_arc_raw");
+        let drops = counter();
+        let first = SlabArc::try_new(cache, Tracked { drops, payload: [3; 5] }).unwrap();
+        let pointer = SlabArc::as_ptr(&first);
+        // SAFETY: `first` is alive throughout.
+        let second = unsafe { SlabArc::clone_from_ptr(pointer) };
+        assert!(SlabArc::ptr_eq(&first, &second));
+        assert_eq!(SlabArc::strong_count(&first), 2);
+        assert_eq!(second.payload, [3; 5]);
+        drop(first);
+        assert_eq!(drops.load(Ordering::SeqCst), 0, "the clone keeps the value alive");
+        drop(second);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.statistics().active_objects, 0);
     }
 
     #[test]

@@ -58,7 +58,12 @@ fn publish(state: &GracePeriodState) {
 
 /// Reports a quiescent state of the calling CPU (it is outside every reader now).
 pub fn rcu_note_quiescent_state() {
-    let cpu = sched::this_cpu();
+    rcu_note_quiescent_state_on(sched::this_cpu());
+}
+
+/// [`rcu_note_quiescent_state`] for the calling CPU `cpu`, which the caller already knows
+/// (with interrupts masked, so it cannot change).
+fn rcu_note_quiescent_state_on(cpu: usize) {
     if WAITING.load(Ordering::Acquire) & (1 << cpu) == 0 {
         return;
     }
@@ -77,8 +82,9 @@ pub fn rcu_note_quiescent_state() {
 
 /// The context-switch hook (Linux's `rcu_note_context_switch`): a task that calls the
 /// scheduler is not in a reader.
-pub fn rcu_note_context_switch() {
-    rcu_note_quiescent_state();
+/// `cpu` is the calling CPU (the scheduler knows it and has interrupts masked).
+pub fn rcu_note_context_switch(cpu: usize) {
+    rcu_note_quiescent_state_on(cpu);
 }
 
 /// The idle-loop hook: the idle task runs no reader.

@@ -22,14 +22,14 @@
 //!   halt and at every tick; busy CPUs balance every [`BALANCE_INTERVAL_TICKS`] ticks.
 
 use alloc::collections::BTreeMap;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use hinoki_interface::ContextSwitch;
 
 use super::balance::{self, CpuLoad, CpuMask};
 use super::runqueue::{EnqueueReason, Requeue, RunQueue};
 use super::task::{Task, TaskId, TaskRef, TaskState, TASK_CACHE};
-use crate::sync::{IrqSpinLock, Once, SpinLockGuard};
+use crate::sync::{IrqSpinLock, Once, RawSpinLockGuard};
 
 /// Most CPUs with a scheduler.
 pub const MAX_SCHED_CPUS: usize = 8;
@@ -57,6 +57,9 @@ pub(super) struct PerCpu {
     pub state: IrqSpinLock<Option<CpuState>>,
     /// The current task's id + 1 (0 before the scheduler runs), readable without the lock.
     pub current_id: AtomicU64,
+    /// The current task (`SlabArc::as_ptr` of `CpuState::current`), null before the
+    /// scheduler runs: [`current`] reads it with interrupts masked instead of taking the lock.
+    pub current_task: AtomicPtr<Task>,
     pub need_resched: AtomicBool,
     pub preempt_count: AtomicU32,
     /// Whether the CPU has joined the scheduler.
@@ -81,6 +84,7 @@ impl PerCpu {
         PerCpu {
             state: IrqSpinLock::new(None),
             current_id: AtomicU64::new(0),
+            current_task: AtomicPtr::new(core::ptr::null_mut()),
             need_resched: AtomicBool::new(false),
             preempt_count: AtomicU32::new(0),
             active: AtomicBool::new(false),
@@ -126,6 +130,8 @@ static SWITCH: Once<ContextSwitch> = Once::new();
 static TICK_SEEN: AtomicBool = AtomicBool::new(false);
 /// Earliest deadline among sleeping tasks, `u64::MAX` when none.
 static NEXT_WAKEUP: AtomicU64 = AtomicU64::new(u64::MAX);
+/// The CPUs whose `active` flag is set, as a mask (set once per CPU, never cleared).
+static ACTIVE_MASK: AtomicU64 = AtomicU64::new(0);
 /// Every task that has not exited, by id (for `ps`, `/proc` and lookups).
 pub(super) static TASKS: IrqSpinLock<BTreeMap<TaskId, TaskRef>> = IrqSpinLock::new(BTreeMap::new());
 /// Tasks created since boot (`processes` in `/proc/stat`).
@@ -133,7 +139,7 @@ pub(super) static FORKS: AtomicU64 = AtomicU64::new(0);
 
 /// The calling CPU's index.
 pub fn this_cpu() -> usize {
-    crate::try_platform().map_or(0, |platform| platform.cpu().current_id().0 as usize) % MAX_SCHED_CPUS
+    crate::try_cpu().map_or(0, |cpu| cpu.current_id().0 as usize) % MAX_SCHED_CPUS
 }
 
 /// Nanoseconds since boot, the scheduler's clock.
@@ -180,14 +186,17 @@ pub(super) fn init_cpu(operations: Option<&ContextSwitch>) -> bool {
     }
     TASKS.lock().insert(idle.id(), idle);
     CPUS[cpu].active.store(true, Ordering::Release);
+    ACTIVE_MASK.fetch_or(1 << cpu, Ordering::AcqRel);
+    // Last: a non-null current task means this CPU runs the scheduler (see `current`).
+    if let Some(state) = CPUS[cpu].state.lock().as_ref() {
+        CPUS[cpu].current_task.store(TaskRef::as_ptr(&state.current).cast_mut(), Ordering::Release);
+    }
     true
 }
 
 /// The CPUs that joined the scheduler.
 pub fn active_mask() -> CpuMask {
-    let bits =
-        CPUS.iter().enumerate().filter(|(_, per_cpu)| per_cpu.active.load(Ordering::Acquire)).fold(0u64, |bits, (cpu, _)| bits | 1 << cpu);
-    CpuMask(bits)
+    CpuMask(ACTIVE_MASK.load(Ordering::Acquire))
 }
 
 /// Tasks moved to `cpu` by the balancer or for their affinity since boot.
@@ -197,10 +206,10 @@ pub fn migrations(cpu: usize) -> u64 {
 
 /// Runs `body` with interrupts masked (so the calling task stays on its CPU).
 pub(super) fn with_interrupts_masked<R>(body: impl FnOnce() -> R) -> R {
-    let Some(platform) = crate::try_platform() else { return body() };
-    let saved = platform.cpu().disable_interrupts();
+    let Some(cpu) = crate::try_cpu() else { return body() };
+    let saved = cpu.disable_interrupts();
     let result = body();
-    platform.cpu().restore_interrupts(saved);
+    cpu.restore_interrupts(saved);
     result
 }
 
@@ -230,7 +239,13 @@ fn format_name<'a>(buffer: &'a mut [u8; 12], prefix: &str, number: usize) -> &'a
 /// The task running on the calling CPU, `None` before the scheduler runs.
 pub fn current() -> Option<TaskRef> {
     // Masked, so the task cannot move to another CPU between naming its CPU and reading it.
-    with_interrupts_masked(|| CPUS[this_cpu()].state.lock_irqs_disabled().as_ref().map(|state| state.current.clone()))
+    with_interrupts_masked(|| {
+        let task = CPUS[this_cpu()].current_task.load(Ordering::Acquire);
+        // SAFETY: a non-null `current_task` is this CPU's `CpuState::current`, which keeps the
+        // task alive while it is current; only this CPU changes it (in `schedule_with`, with
+        // interrupts masked), and they are masked here, so it stays current during the clone.
+        (!task.is_null()).then(|| unsafe { TaskRef::clone_from_ptr(task) })
+    })
 }
 
 /// The id of the task running on the calling CPU, without taking any lock.
@@ -246,7 +261,7 @@ pub(super) fn operations() -> Option<&'static ContextSwitch> {
 /// Locks the run queue of the CPU `task` is on, with interrupts already masked: takes the
 /// lock of the CPU the task names, then checks it still names it (a migration changes it
 /// only under both locks).
-pub(super) fn lock_task_run_queue(task: &Task) -> (usize, SpinLockGuard<'static, Option<CpuState>>) {
+pub(super) fn lock_task_run_queue(task: &Task) -> (usize, RawSpinLockGuard<'static, Option<CpuState>>) {
     loop {
         let cpu = task.cpu();
         let guard = CPUS[cpu].state.lock_irqs_disabled();
@@ -258,7 +273,7 @@ pub(super) fn lock_task_run_queue(task: &Task) -> (usize, SpinLockGuard<'static,
 
 /// Locks two different CPUs' run queues in CPU order (interrupts already masked); the
 /// guards come back in the order of the arguments.
-fn lock_two(first: usize, second: usize) -> (SpinLockGuard<'static, Option<CpuState>>, SpinLockGuard<'static, Option<CpuState>>) {
+fn lock_two(first: usize, second: usize) -> (RawSpinLockGuard<'static, Option<CpuState>>, RawSpinLockGuard<'static, Option<CpuState>>) {
     debug_assert_ne!(first, second);
     if first < second {
         let a = CPUS[first].state.lock_irqs_disabled();
@@ -297,28 +312,45 @@ fn enqueue_on(cpu: usize, task: &TaskRef, reason: EnqueueReason) {
         };
         task.set_cpu(cpu);
         let Some(state) = guard.as_mut() else { return };
-        let preempt = state.run_queue.check_preempt_wakeup_over(&state.current, &state.idle, task);
-        if reason == EnqueueReason::Migrated {
-            state.run_queue.attach_migrated(task.clone());
-            per_cpu.migrations.fetch_add(1, Ordering::Relaxed);
-        } else {
-            state.run_queue.enqueue(task.clone(), reason);
-        }
-        per_cpu.publish(state);
-        if preempt {
-            per_cpu.need_resched.store(true, Ordering::Release);
-        }
-        preempt
+        enqueue_locked(cpu, state, task, reason)
     };
     if preempt && cpu != this_cpu() {
         send_reschedule(cpu);
     }
 }
 
+/// The part of [`enqueue_on`] under `cpu`'s run-queue lock (`state` is that CPU's, and
+/// `task` names it): queues the task and sets need-resched if it should preempt. Returns
+/// whether it should; a remote CPU then needs a reschedule IPI.
+fn enqueue_locked(cpu: usize, state: &mut CpuState, task: &TaskRef, reason: EnqueueReason) -> bool {
+    let per_cpu = &CPUS[cpu];
+    let preempt = state.run_queue.check_preempt_wakeup_over(&state.current, &state.idle, task);
+    if reason == EnqueueReason::Migrated {
+        state.run_queue.attach_migrated(task.clone());
+        per_cpu.migrations.fetch_add(1, Ordering::Relaxed);
+    } else {
+        state.run_queue.enqueue(task.clone(), reason);
+    }
+    per_cpu.publish(state);
+    if preempt {
+        per_cpu.need_resched.store(true, Ordering::Release);
+    }
+    preempt
+}
+
 /// Where `task` should be queued (Linux's `select_task_rq`): see
 /// [`balance::select_task_cpu`], over the CPUs that joined the scheduler.
 fn select_cpu(task: &TaskRef) -> usize {
     let allowed = CpuMask(task.affinity().0 & active_mask().0);
+    // The answers `select_task_cpu` would give, without reading every CPU's load: the only
+    // allowed CPU, or an idle previous one.
+    if allowed.0.is_power_of_two() {
+        return allowed.0.trailing_zeros() as usize;
+    }
+    let previous = task.cpu();
+    if allowed.contains(previous) && CPUS[previous].idle.load(Ordering::Relaxed) {
+        return previous;
+    }
     let loads: [CpuLoad; MAX_SCHED_CPUS] = core::array::from_fn(|cpu| CPUS[cpu].snapshot());
     match balance::select_task_cpu(allowed, task.cpu(), &loads) {
         Some(cpu) => cpu,
@@ -343,14 +375,12 @@ pub fn wake_up_process(task: &TaskRef) -> bool {
     }
     with_interrupts_masked(|| {
         {
-            let (_cpu, guard) = lock_task_run_queue(task);
+            let (cpu, mut guard) = lock_task_run_queue(task);
             let state_now = task.state();
             if !state_now.is_sleeping() || !task.change_state(state_now, TaskState::Running) {
                 return false;
             }
-            if guard.is_none() {
-                return true;
-            }
+            let Some(state) = guard.as_mut() else { return true };
             if task.on_run_queue.load(Ordering::Acquire) {
                 // Still on its CPU, between setting itself asleep and switching away: its
                 // `schedule` sees it runnable again and keeps it.
@@ -358,6 +388,16 @@ pub fn wake_up_process(task: &TaskRef) -> bool {
             }
             // Ours now: running, on no run queue, and no other waker will queue it.
             task.on_run_queue.store(true, Ordering::Release);
+            // Registers saved and its place is the CPU whose lock is held: queue it there
+            // now rather than locking that run queue a second time.
+            if !task.on_cpu.load(Ordering::Acquire) && select_cpu(task) == cpu {
+                let preempt = enqueue_locked(cpu, state, task, EnqueueReason::Wakeup);
+                drop(guard);
+                if preempt && cpu != this_cpu() {
+                    send_reschedule(cpu);
+                }
+                return true;
+            }
         }
         // Its CPU may still be saving its registers: only then may it run elsewhere.
         while task.on_cpu.load(Ordering::Acquire) {
@@ -488,95 +528,98 @@ pub fn set_need_resched() {
 
 fn schedule_with(requeue: Requeue) {
     let Some(operations) = SWITCH.get() else { return };
-    let Some(platform) = crate::try_platform() else { return };
-    let saved = platform.cpu().disable_interrupts();
+    let Some(cpu_operations) = crate::try_cpu() else { return };
+    let saved = cpu_operations.disable_interrupts();
+    let cpu = cpu_operations.current_id().0 as usize % MAX_SCHED_CPUS;
     // deferred-time: a task calling the scheduler is outside every RCU reader.
-    crate::rcu::rcu_note_context_switch();
-    let cpu = this_cpu();
+    crate::rcu::rcu_note_context_switch(cpu);
     let per_cpu = &CPUS[cpu];
-    if NEXT_WAKEUP.load(Ordering::Acquire) <= clock() {
+    let now = clock();
+    if NEXT_WAKEUP.load(Ordering::Acquire) <= now {
         wake_expired_sleepers();
     }
-    let switch = {
-        let mut guard = per_cpu.state.lock_irqs_disabled();
-        let Some(state) = guard.as_mut() else {
-            drop(guard);
-            platform.cpu().restore_interrupts(saved);
-            return;
-        };
-        per_cpu.need_resched.store(false, Ordering::Release);
-        let now = clock();
-        let previous = state.current.clone();
-        let previous_is_idle = TaskRef::ptr_eq(&previous, &state.idle);
-        // A preempted task stays runnable whatever state it set (Linux's preempt_schedule):
-        // it may have marked itself sleeping but not yet be where a waker can find it (on a
-        // wait queue, among the sleepers), or be exiting with waiters still to wake.
-        let runnable = previous.state() == TaskState::Running || previous_is_idle || requeue == Requeue::Preempted;
-        // Runnable but no longer allowed here: not requeued, pushed once switched away.
-        let push = runnable && !previous_is_idle && !previous.affinity().contains(cpu);
-        if !previous_is_idle {
-            state.run_queue.put_prev(now, (runnable && !push).then_some(requeue));
-            if !runnable {
-                previous.on_run_queue.store(false, Ordering::Release);
-            }
-        }
-        let next = state.run_queue.pick_next(now, Some(previous.id())).unwrap_or_else(|| state.idle.clone());
-        if TaskRef::ptr_eq(&next, &previous) {
-            per_cpu.publish(state);
-            None
-        } else {
-            let ran = now.saturating_sub(state.last_switch);
-            state.last_switch = now;
-            if previous_is_idle {
-                state.idle_time += ran;
-            } else {
-                previous.add_stime(ran);
-                previous.count_switch(!runnable);
-                if !previous.stack_guard_intact() {
-                    panic!("sched: task {} ({}) overflowed its kernel stack into the guard page", previous.id(), previous.name());
-                }
-            }
-            state.context_switches += 1;
-            while next.on_cpu.load(Ordering::Acquire) {
-                core::hint::spin_loop();
-            }
-            next.on_cpu.store(true, Ordering::Release);
-            next.set_cpu(cpu);
-            let contexts = (previous.context(), next.context(), &next.held_locks as *const crate::lockdep::HeldLocks);
-            per_cpu.current_id.store(next.id() + 1, Ordering::Release);
-            state.current = next;
-            state.previous = Some(previous);
-            state.push_previous = push;
-            per_cpu.publish(state);
-            Some(contexts)
-        }
+    let mut guard = per_cpu.state.lock_irqs_disabled();
+    let Some(state) = guard.as_mut() else {
+        drop(guard);
+        cpu_operations.restore_interrupts(saved);
+        return;
     };
-    if let Some((from, to, next_locks)) = switch {
-        // SAFETY: `next` is this CPU's current task now (its state keeps it alive), so its
-        // held-lock record outlives the switch.
-        crate::lockdep::switch_to(unsafe { &*next_locks });
-        // `from` is the running task's context and `to` the next one's; both tasks are kept
-        // alive by this CPU's state (`current`, `previous`) until the switch is finished, and
-        // `to` was filled by `initialize` or by its own switch away (its `on_cpu` was clear).
-        // SAFETY: both contexts are valid as above, and interrupts are masked so nothing else runs on this CPU between.
-        unsafe { (operations.switch)(from, to) };
-        finish_switch_irqs_disabled(&CPUS[this_cpu()]);
+    per_cpu.need_resched.store(false, Ordering::Release);
+    let previous = &state.current;
+    let previous_is_idle = TaskRef::ptr_eq(previous, &state.idle);
+    // A preempted task stays runnable whatever state it set (Linux's preempt_schedule):
+    // it may have marked itself sleeping but not yet be where a waker can find it (on a
+    // wait queue, among the sleepers), or be exiting with waiters still to wake.
+    let runnable = previous_is_idle || requeue == Requeue::Preempted || previous.state() == TaskState::Running;
+    // Runnable but no longer allowed here: not requeued, pushed once switched away.
+    let push = runnable && !previous_is_idle && !previous.affinity().contains(cpu);
+    if !previous_is_idle {
+        state.run_queue.put_prev(now, (runnable && !push).then_some(requeue));
+        if !runnable {
+            previous.on_run_queue.store(false, Ordering::Release);
+        }
     }
-    platform.cpu().restore_interrupts(saved);
+    let next = state.run_queue.pick_next(now, Some(previous.id())).unwrap_or_else(|| state.idle.clone());
+    if TaskRef::ptr_eq(&next, previous) {
+        per_cpu.publish(state);
+        drop(guard);
+        cpu_operations.restore_interrupts(saved);
+        return;
+    }
+    let ran = now.saturating_sub(state.last_switch);
+    state.last_switch = now;
+    if previous_is_idle {
+        state.idle_time += ran;
+    } else {
+        previous.add_stime(ran);
+        previous.count_switch(!runnable);
+        if !previous.stack_guard_intact() {
+            panic!("sched: task {} ({}) overflowed its kernel stack into the guard page", previous.id(), previous.name());
+        }
+    }
+    state.context_switches += 1;
+    while next.on_cpu.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    next.on_cpu.store(true, Ordering::Release);
+    next.set_cpu(cpu);
+    per_cpu.current_id.store(next.id() + 1, Ordering::Release);
+    per_cpu.current_task.store(TaskRef::as_ptr(&next).cast_mut(), Ordering::Release);
+    let previous = core::mem::replace(&mut state.current, next);
+    let (from, to) = (previous.context(), state.current.context());
+    let next_locks = &state.current.held_locks as *const crate::lockdep::HeldLocks;
+    state.previous = Some(previous);
+    state.push_previous = push;
+    per_cpu.publish(state);
+    // The run-queue lock stays held across the switch (so it is taken once per switch); the
+    // task switched to releases it in `finish_switch_irqs_disabled`.
+    guard.hand_over();
+    // SAFETY: `next` is this CPU's current task now (its state keeps it alive), so its
+    // held-lock record outlives the switch.
+    crate::lockdep::switch_to(unsafe { &*next_locks });
+    // `from` is the running task's context and `to` the next one's; both tasks are kept
+    // alive by this CPU's state (`current`, `previous`) until the switch is finished, and
+    // `to` was filled by `initialize` or by its own switch away (its `on_cpu` was clear).
+    // SAFETY: both contexts are valid as above, and interrupts are masked so nothing else runs on this CPU between.
+    unsafe { (operations.switch)(from, to) };
+    // Back on some CPU (perhaps another one: the task may have moved while switched out),
+    // holding that CPU's run-queue lock, handed over by the task that switched here.
+    finish_switch_irqs_disabled(&CPUS[this_cpu()]);
+    cpu_operations.restore_interrupts(saved);
 }
 
-/// Completes a switch on the task switched to: the previous task may run elsewhere now;
-/// an exited one gives its stack back.
+/// Completes a switch on the task switched to: releases the run-queue lock the switching
+/// task handed over, lets the previous task run elsewhere, gives an exited one's stack back.
+/// Interrupts are masked (they have been since the switch began).
 pub(super) fn finish_task_switch() {
-    let Some(platform) = crate::try_platform() else { return };
-    let saved = platform.cpu().disable_interrupts();
     finish_switch_irqs_disabled(&CPUS[this_cpu()]);
-    platform.cpu().restore_interrupts(saved);
 }
 
 fn finish_switch_irqs_disabled(per_cpu: &PerCpu) {
     let (previous, push) = {
-        let mut guard = per_cpu.state.lock_irqs_disabled();
+        // SAFETY: every switch to a task goes through `schedule_with`, which handed this
+        // CPU's run-queue lock over with interrupts masked; they stayed masked since.
+        let mut guard = unsafe { per_cpu.state.take_over() };
         let Some(state) = guard.as_mut() else { return };
         let push = core::mem::take(&mut state.push_previous);
         let previous = state.previous.take();
@@ -594,7 +637,7 @@ fn finish_switch_irqs_disabled(per_cpu: &PerCpu) {
         } else if previous.state() == TaskState::Dead && !previous.on_run_queue.load(Ordering::Acquire) {
             // Exited and switched away for good (a preempted exiting task is still queued).
             // Its stack goes back.
-            let stack = previous.stack.lock().take();
+            let stack = previous.take_stack();
             drop(stack);
             TASKS.lock().remove(&previous.id());
         }
@@ -621,7 +664,7 @@ pub fn preempt_enable() {
     let previous = per_cpu.preempt_count.fetch_sub(1, Ordering::Relaxed);
     debug_assert!(previous > 0, "preempt_enable without preempt_disable");
     if previous == 1 && per_cpu.need_resched.load(Ordering::Acquire) {
-        let interrupts_on = crate::try_platform().is_some_and(|platform| platform.cpu().interrupts_enabled());
+        let interrupts_on = crate::try_cpu().is_some_and(|cpu| cpu.interrupts_enabled());
         if interrupts_on {
             schedule_with(Requeue::Preempted);
         }

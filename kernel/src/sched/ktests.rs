@@ -218,16 +218,24 @@ ktest!(
             yield_now();
             other.join();
             kassert!(task.nivcsw() > involuntary, "yielding to a runnable thread is an involuntary switch");
+            // The sleeper blocks on a semaphore that is only raised once it sleeps: a timed
+            // sleep could find its deadline passed on a stalled host and never block.
+            let gate = Arc::new(crate::sync::Semaphore::new(0));
+            let gate_for_sleeper = gate.clone();
             let sleeper = Builder::new("ktest-sleep")
                 .affinity(cpu)
-                .spawn(|| {
-                    super::sleep(Duration::from_millis(2));
+                .spawn(move || {
+                    gate_for_sleeper.down();
                     0
                 })
                 .expect("spawn");
             let sleeper_task = sleeper.task().clone();
+            while !sleeper_task.state().is_sleeping() {
+                super::sleep(Duration::from_millis(1));
+            }
+            gate.up();
             sleeper.join();
-            kassert!(task.nvcsw() > voluntary, "blocking in join is a voluntary switch");
+            kassert!(task.nvcsw() > voluntary, "blocking (in sleep, in join) is a voluntary switch");
             kassert!(sleeper_task.nvcsw() >= 1);
             kassert!(task.stack_guard_intact());
             Ok(())

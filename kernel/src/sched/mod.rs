@@ -155,7 +155,11 @@ impl<'a> Builder<'a> {
 /// Reschedules now if a wake-up or spawn asked for it and preemption is allowed here
 /// (Linux's `preempt_check_resched`).
 pub fn preempt_check_resched() {
-    if need_resched() && preempt_count() == 0 && crate::try_platform().is_some_and(|platform| platform.cpu().interrupts_enabled()) {
+    let Some(cpu) = crate::try_cpu() else { return };
+    // The flags of the CPU the caller ran on when it looked: should it move meanwhile, the
+    // answer is only late (the next preemption point), never wrong.
+    let per_cpu = &CPUS[cpu.current_id().0 as usize % MAX_SCHED_CPUS];
+    if per_cpu.need_resched.load(Ordering::Acquire) && per_cpu.preempt_count.load(Ordering::Relaxed) == 0 && cpu.interrupts_enabled() {
         self::core::preempt_schedule();
     }
 }

@@ -176,6 +176,10 @@ impl<T: Entity> RunQueue<T> {
     }
 
     fn update_min_vruntime(&mut self) {
+        if self.fair.is_empty() && self.current.as_ref().is_none_or(|task| task.params().policy != Policy::Normal) {
+            // Nothing fair runs or waits (an RT-only queue): nothing to follow.
+            return;
+        }
         let current = self.current.as_ref().filter(|task| task.params().policy == Policy::Normal).map(Entity::vruntime);
         let leftmost = self.fair.keys().next().map(|&(vruntime, _)| vruntime);
         let candidate = match (current, leftmost) {
@@ -243,26 +247,28 @@ impl<T: Entity> RunQueue<T> {
     }
 
     /// Takes the current task off the CPU at `now`, queueing it again if it is still
-    /// runnable. Returns it.
-    pub fn put_prev(&mut self, now: u64, requeue: Option<Requeue>) -> Option<T> {
+    /// runnable. Returns its id.
+    pub fn put_prev(&mut self, now: u64, requeue: Option<Requeue>) -> Option<u64> {
         self.update_current(now);
         let previous = self.current.take()?;
+        let id = previous.id();
         if let Some(requeue) = requeue {
             let params = previous.params();
             if params.policy.is_real_time() {
-                let at_head = requeue == Requeue::Preempted && previous.time_slice() > 0;
-                if previous.time_slice() == 0 {
+                let slice = previous.time_slice();
+                let at_head = requeue == Requeue::Preempted && slice > 0;
+                if slice == 0 {
                     previous.set_time_slice(RR_TIMESLICE_NANOSECONDS);
                 }
-                self.rt.push(params.kernel_priority() as usize, previous.clone(), at_head);
+                self.rt.push(params.kernel_priority() as usize, previous, at_head);
             } else {
                 if requeue == Requeue::Yielded {
-                    self.skip = Some(previous.id());
+                    self.skip = Some(id);
                 }
-                self.insert_fair(previous.clone());
+                self.insert_fair(previous);
             }
         }
-        Some(previous)
+        Some(id)
     }
 
     /// Picks the next task to run at `now` (RT before fair, then the smallest vruntime),
@@ -417,7 +423,7 @@ pub(crate) mod tests {
             current.ran.set(current.ran.get() + TICK);
             if queue.tick(now) {
                 let previous = queue.put_prev(now, Some(Requeue::Preempted)).unwrap();
-                queue.pick_next(now, Some(previous.id));
+                queue.pick_next(now, Some(previous));
             }
         }
         now
@@ -463,7 +469,7 @@ pub(crate) mod tests {
             }
             assert_eq!(ticks * TICK, RR_TIMESLICE_NANOSECONDS);
             let previous = queue.put_prev(now, Some(Requeue::Preempted)).unwrap();
-            queue.pick_next(now, Some(previous.id));
+            queue.pick_next(now, Some(previous));
         }
         assert_eq!(order, [0, 1, 2, 0, 1, 2]);
         let alone = task(9, SchedParams::real_time(Policy::RoundRobin, 80));

@@ -180,6 +180,9 @@ pub struct Task {
     start_time: u64,
     exit_value: AtomicUsize,
     pub(super) stack: SpinLock<Option<KernelStack>>,
+    /// The address of the stack's first canary word while the stack has a mapped guard
+    /// page with canaries, else 0: the switch path checks it without taking `stack`'s lock.
+    stack_canary: AtomicUsize,
     pub(super) body: SpinLock<Option<ThreadBody>>,
     context: UnsafeCell<SavedContext>,
 }
@@ -212,7 +215,9 @@ impl Task {
             stored[name_length..name_length + bytes.len()].copy_from_slice(bytes);
             name_length += bytes.len();
         }
+        let stack_canary = stack.as_ref().filter(|stack| !stack.unmapped).map_or(0, |stack| stack.canary_address(0) as usize);
         Task {
+            stack_canary: AtomicUsize::new(stack_canary),
             held_locks: crate::lockdep::HeldLocks::new(),
             id,
             name: stored,
@@ -322,8 +327,10 @@ impl Task {
         self.stime.load(Ordering::Relaxed)
     }
 
+    /// Only the scheduler of the CPU the task runs on calls it, under that run queue's lock
+    /// (a single writer), so a load and a store do instead of an atomic read-modify-write.
     pub(super) fn add_stime(&self, nanoseconds: u64) {
-        self.stime.fetch_add(nanoseconds, Ordering::Relaxed);
+        self.stime.store(self.stime.load(Ordering::Relaxed).wrapping_add(nanoseconds), Ordering::Relaxed);
     }
 
     /// Voluntary context switches (blocked).
@@ -336,9 +343,10 @@ impl Task {
         self.nivcsw.load(Ordering::Relaxed)
     }
 
+    /// Single writer as for [`add_stime`](Self::add_stime).
     pub(super) fn count_switch(&self, voluntary: bool) {
         let counter = if voluntary { &self.nvcsw } else { &self.nivcsw };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.store(counter.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 
     /// Clock value (nanoseconds since boot) when the task was created.
@@ -360,9 +368,23 @@ impl Task {
         self.context.get()
     }
 
-    /// Whether the task's stack guard is intact (true for tasks on a boot stack).
+    /// Whether the task's stack guard is intact (true for tasks on a boot stack and for
+    /// unmapped guard pages, which fault on an overflow instead).
     pub fn stack_guard_intact(&self) -> bool {
-        self.stack.lock().as_ref().is_none_or(KernelStack::guard_intact)
+        let first = self.stack_canary.load(Ordering::Acquire);
+        if first == 0 {
+            return true;
+        }
+        // SAFETY: a non-zero `stack_canary` names the canary words of the stack this task
+        // still owns (`take_stack` clears it before the stack can go); they lie in its mapped
+        // guard page, below the first word's address.
+        (0..CANARY_WORDS).all(|index| unsafe { core::ptr::read_volatile((first - index * 8) as *const u64) } == CANARY)
+    }
+
+    /// Takes the task's kernel stack (to free it once the task has exited for good).
+    pub(super) fn take_stack(&self) -> Option<KernelStack> {
+        self.stack_canary.store(0, Ordering::Release);
+        self.stack.lock().take()
     }
 }
 

@@ -22,5 +22,5 @@ pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use rwsem::{RwSemaphore, RwSemaphoreReadGuard, RwSemaphoreWriteGuard};
 pub use semaphore::Semaphore;
 pub use seqlock::{SeqCount, SeqLock};
-pub use spinlock::{IrqSpinLock, IrqSpinLockGuard, SpinLock, SpinLockGuard};
+pub use spinlock::{IrqSpinLock, IrqSpinLockGuard, RawSpinLockGuard, SpinLock, SpinLockGuard};
 pub use wait_queue::WaitQueue;

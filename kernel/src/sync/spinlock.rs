@@ -38,11 +38,23 @@ impl<T: ?Sized> SpinLock<T> {
     pub fn lock(&self) -> SpinLockGuard<'_, T> {
         lockdep::acquire(&self.class, LockKind::Spin, self.instance(), false);
         crate::sched::preempt_disable();
+        self.spin_for_ticket();
+        SpinLockGuard { lock: self }
+    }
+
+    /// Serves the next ticket. Only the holder writes `now_serving`, so a load and a
+    /// release store do (no atomic read-modify-write, which is dearer, above all emulated).
+    #[inline]
+    fn release_ticket(&self) {
+        self.now_serving.store(self.now_serving.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
+    }
+
+    #[inline]
+    fn spin_for_ticket(&self) {
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
         while self.now_serving.load(Ordering::Acquire) != ticket {
             core::hint::spin_loop();
         }
-        SpinLockGuard { lock: self }
     }
 
     /// Takes the lock only if it is free right now.
@@ -76,7 +88,7 @@ impl<T: ?Sized> SpinLock<T> {
 
     fn unlock(&self) {
         lockdep::release(self.instance());
-        self.now_serving.fetch_add(1, Ordering::Release);
+        self.release_ticket();
         crate::sched::preempt_enable();
     }
 }
@@ -108,6 +120,43 @@ impl<T: ?Sized> Drop for SpinLockGuard<'_, T> {
     }
 }
 
+/// Exclusive access to an [`IrqSpinLock`]'s data taken with interrupts already masked
+/// ([`IrqSpinLock::lock_irqs_disabled`]): no preempt count; unlocks on drop.
+pub struct RawSpinLockGuard<'a, T: ?Sized> {
+    lock: &'a SpinLock<T>,
+}
+
+impl<T: ?Sized> RawSpinLockGuard<'_, T> {
+    /// Leaves the lock held for the task this CPU switches to, which takes it with
+    /// [`IrqSpinLock::take_over`]. For lock debugging the calling task no longer holds it.
+    pub fn hand_over(self) {
+        lockdep::release(self.lock.instance());
+        core::mem::forget(self);
+    }
+}
+
+impl<T: ?Sized> Deref for RawSpinLockGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard exists only while this CPU holds the lock.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T: ?Sized> DerefMut for RawSpinLockGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only access.
+        unsafe { &mut *self.lock.data.get() }
+    }
+}
+
+impl<T: ?Sized> Drop for RawSpinLockGuard<'_, T> {
+    fn drop(&mut self) {
+        lockdep::release(self.lock.instance());
+        self.lock.release_ticket();
+    }
+}
+
 /// A spinlock that masks interrupts on the local CPU while held (Linux's `spin_lock_irqsave`).
 pub struct IrqSpinLock<T: ?Sized> {
     inner: SpinLock<T>,
@@ -122,68 +171,104 @@ impl<T> IrqSpinLock<T> {
 }
 
 impl<T: ?Sized> IrqSpinLock<T> {
-    /// Masks interrupts, then spins until the lock is ours.
+    /// Masks interrupts, then spins until the lock is ours. The preempt count is left
+    /// alone: with interrupts masked nothing preempts the holder, and the unlock checks
+    /// for a reschedule asked for meanwhile once interrupts are back on (as Linux's
+    /// `spin_unlock_irqrestore` does through `preempt_enable`).
     #[cfg_attr(debug_assertions, track_caller)]
     pub fn lock(&self) -> IrqSpinLockGuard<'_, T> {
         let saved = disable_local_interrupts();
-        IrqSpinLockGuard { guard: Some(self.inner.lock()), saved }
+        let lock = &self.inner;
+        lockdep::acquire(&lock.class, LockKind::Spin, lock.instance(), false);
+        lock.spin_for_ticket();
+        IrqSpinLockGuard { lock, saved }
     }
 
-    /// Spins until the lock is ours without touching the interrupt mask, for callers that
-    /// already masked interrupts on this CPU (Linux's `raw_spin_lock` inside an irqsave
-    /// region). Taking it with interrupts enabled risks a deadlock with an interrupt handler.
+    /// Spins until the lock is ours without touching the interrupt mask or the preempt
+    /// count, for callers that already masked interrupts on this CPU (Linux's
+    /// `raw_spin_lock` inside an irqsave region): with interrupts masked nothing can
+    /// preempt the holder. Interrupts must stay masked until the guard is dropped (or
+    /// handed over); taking it with interrupts enabled risks a deadlock with a handler.
     #[cfg_attr(debug_assertions, track_caller)]
-    pub fn lock_irqs_disabled(&self) -> SpinLockGuard<'_, T> {
-        self.inner.lock()
+    pub fn lock_irqs_disabled(&self) -> RawSpinLockGuard<'_, T> {
+        let lock = &self.inner;
+        lockdep::acquire(&lock.class, LockKind::Spin, lock.instance(), false);
+        lock.spin_for_ticket();
+        RawSpinLockGuard { lock }
+    }
+
+    /// A guard for the lock a [`RawSpinLockGuard::hand_over`] on this CPU left held: the
+    /// scheduler keeps a CPU's run-queue lock across a context switch and the task switched
+    /// to releases it (Linux's `finish_lock_switch`).
+    ///
+    /// # Safety
+    /// The lock must be held, handed over on this CPU with interrupts masked since, and no
+    /// other guard for it may exist.
+    #[cfg_attr(debug_assertions, track_caller)]
+    pub unsafe fn take_over(&self) -> RawSpinLockGuard<'_, T> {
+        let lock = &self.inner;
+        debug_assert!(lock.is_locked(), "take_over of a lock nobody holds");
+        lockdep::acquire(&lock.class, LockKind::Spin, lock.instance(), true);
+        RawSpinLockGuard { lock }
     }
 
     /// Takes the lock only if it is free right now (interrupts stay as they were otherwise).
     #[cfg_attr(debug_assertions, track_caller)]
     pub fn try_lock(&self) -> Option<IrqSpinLockGuard<'_, T>> {
         let saved = disable_local_interrupts();
-        match self.inner.try_lock() {
-            Some(guard) => Some(IrqSpinLockGuard { guard: Some(guard), saved }),
-            None => {
-                restore_local_interrupts(saved);
-                None
-            }
+        let lock = &self.inner;
+        let serving = lock.now_serving.load(Ordering::Relaxed);
+        if lock.next_ticket.compare_exchange(serving, serving.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            lockdep::acquire(&lock.class, LockKind::Spin, lock.instance(), true);
+            Some(IrqSpinLockGuard { lock, saved })
+        } else {
+            restore_local_interrupts(saved);
+            None
         }
     }
 }
 
 fn disable_local_interrupts() -> Option<InterruptState> {
-    crate::try_platform().map(|platform| platform.cpu().disable_interrupts())
+    crate::try_cpu().map(|cpu| cpu.disable_interrupts())
 }
 
 fn restore_local_interrupts(saved: Option<InterruptState>) {
-    if let (Some(platform), Some(state)) = (crate::try_platform(), saved) {
-        platform.cpu().restore_interrupts(state);
+    if let (Some(cpu), Some(state)) = (crate::try_cpu(), saved) {
+        cpu.restore_interrupts(state);
     }
 }
 
-/// Exclusive access to an [`IrqSpinLock`]'s data; unlocks, then restores interrupts, on drop.
+/// Exclusive access to an [`IrqSpinLock`]'s data; unlocks, restores interrupts and, if
+/// that turned them back on, takes a reschedule asked for meanwhile, on drop.
 pub struct IrqSpinLockGuard<'a, T: ?Sized> {
-    guard: Option<SpinLockGuard<'a, T>>,
+    lock: &'a SpinLock<T>,
     saved: Option<InterruptState>,
 }
 
 impl<T: ?Sized> Deref for IrqSpinLockGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        self.guard.as_ref().expect("guard present until drop")
+        // SAFETY: the guard exists only while this CPU holds the lock.
+        unsafe { &*self.lock.data.get() }
     }
 }
 
 impl<T: ?Sized> DerefMut for IrqSpinLockGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        self.guard.as_mut().expect("guard present until drop")
+        // SAFETY: as in `deref`, and `&mut self` makes this the only access.
+        unsafe { &mut *self.lock.data.get() }
     }
 }
 
 impl<T: ?Sized> Drop for IrqSpinLockGuard<'_, T> {
     fn drop(&mut self) {
-        drop(self.guard.take());
-        restore_local_interrupts(self.saved.take());
+        lockdep::release(self.lock.instance());
+        self.lock.release_ticket();
+        if let (Some(cpu), Some(state)) = (crate::try_cpu(), self.saved) {
+            cpu.restore_interrupts(state);
+            // Switches only if interrupts are on again (and a reschedule is due).
+            crate::sched::preempt_check_resched();
+        }
     }
 }
 

@@ -61,7 +61,8 @@ impl WaitQueue {
         if condition() {
             return;
         }
-        let Some(task) = sched::current().filter(|_| sched::is_running()) else {
+        // `current` is `None` until the calling CPU runs the scheduler.
+        let Some(task) = sched::current() else {
             while !condition() {
                 core::hint::spin_loop();
             }
@@ -88,6 +89,12 @@ impl WaitQueue {
                 break;
             }
             sched::schedule();
+            // Woken (the waker took this waiter off the queue) or not asleep after all: look
+            // at the condition before queueing again, so a wake-up that satisfied it costs
+            // no second trip through the queue.
+            if condition() {
+                break;
+            }
         }
         task.set_state_for_wait(TaskState::Running);
         if self.count.load(Ordering::Acquire) > 0 {
@@ -123,7 +130,7 @@ impl WaitQueue {
                 break;
             }
             if sched::wake_up_process(&waiters[index].task) {
-                let waiter = waiters.remove(index);
+                let waiter = if index == 0 { waiters.pop_front() } else { waiters.remove(index) };
                 woken += 1;
                 if waiter.is_some_and(|waiter| waiter.exclusive) {
                     exclusive_left -= 1;

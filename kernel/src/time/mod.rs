@@ -10,6 +10,10 @@ pub(crate) mod ktests;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use hinoki_interface::Clock;
+
+use crate::sync::Once;
+
 pub use hrtimer::HrTimer;
 pub use real_time::{boot_time_seconds, real_time_seconds};
 pub use timer::Timer;
@@ -21,9 +25,13 @@ static BOOT_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// also visible as `boot_counter()`.
 pub fn mark_boot() {
     if let Some(platform) = crate::try_platform() {
-        BOOT_COUNTER.store(platform.clock().counter(), Ordering::Relaxed);
+        let clock = CLOCK.call_once(|| platform.clock());
+        BOOT_COUNTER.store(clock.counter(), Ordering::Relaxed);
     }
 }
+
+/// The platform's clocksource, kept so reading the time makes one indirect call.
+static CLOCK: Once<&'static dyn Clock> = Once::new();
 
 /// The clocksource value when `kernel_main` started.
 pub fn boot_counter() -> u64 {
@@ -32,7 +40,7 @@ pub fn boot_counter() -> u64 {
 
 /// Nanoseconds since the clocksource origin (machine reset), 0 before the platform exists.
 pub fn since_reset_nanoseconds() -> u64 {
-    crate::try_platform().map_or(0, |platform| platform.clock().nanoseconds())
+    CLOCK.get().map_or(0, |clock| clock.nanoseconds())
 }
 
 /// Nanoseconds since the clocksource origin; this is the kernel's uptime clock.
