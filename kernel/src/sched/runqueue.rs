@@ -159,11 +159,18 @@ impl<T: Entity> RunQueue<T> {
     /// Accounts the current task's run time up to `now` (Linux's `update_curr`): its
     /// vruntime (fair) or slice (RR). Returns the nanoseconds accounted.
     pub fn update_current(&mut self, now: u64) -> u64 {
+        let params = self.current.as_ref().map(Entity::params);
+        self.update_current_with(now, params)
+    }
+
+    /// [`update_current`](Self::update_current) with the current task's parameters already
+    /// read (`None` while idle).
+    #[inline(always)]
+    fn update_current_with(&mut self, now: u64, params: Option<SchedParams>) -> u64 {
         let delta = now.saturating_sub(self.exec_start);
         self.exec_start = now;
-        let Some(current) = self.current.as_ref() else { return delta };
+        let (Some(current), Some(params)) = (self.current.as_ref(), params) else { return delta };
         self.runtime_since_pick += delta;
-        let params = current.params();
         match params.policy {
             Policy::Normal => {
                 current.set_vruntime(current.vruntime().saturating_add(calc_delta_fair(delta, params.weight())));
@@ -175,6 +182,7 @@ impl<T: Entity> RunQueue<T> {
         delta
     }
 
+    #[inline(always)]
     fn update_min_vruntime(&mut self) {
         if self.fair.is_empty() && self.current.as_ref().is_none_or(|task| task.params().policy != Policy::Normal) {
             // Nothing fair runs or waits (an RT-only queue): nothing to follow.
@@ -248,12 +256,13 @@ impl<T: Entity> RunQueue<T> {
 
     /// Takes the current task off the CPU at `now`, queueing it again if it is still
     /// runnable. Returns its id.
+    #[inline(always)]
     pub fn put_prev(&mut self, now: u64, requeue: Option<Requeue>) -> Option<u64> {
-        self.update_current(now);
+        let params = self.current.as_ref()?.params();
+        self.update_current_with(now, Some(params));
         let previous = self.current.take()?;
         let id = previous.id();
         if let Some(requeue) = requeue {
-            let params = previous.params();
             if params.policy.is_real_time() {
                 let slice = previous.time_slice();
                 let at_head = requeue == Requeue::Preempted && slice > 0;
@@ -274,10 +283,19 @@ impl<T: Entity> RunQueue<T> {
     /// Picks the next task to run at `now` (RT before fair, then the smallest vruntime),
     /// removes it from the queues and makes it current; `None` means run the idle task.
     /// The previous task must have been put back with [`put_prev`](Self::put_prev).
+    #[inline(always)]
     pub fn pick_next(&mut self, now: u64, previous_id: Option<u64>) -> Option<T> {
         debug_assert!(self.current.is_none(), "pick_next with a current task");
         let next = match self.rt.pop() {
-            Some(task) => task,
+            Some(task) => {
+                // An RT pick leaves the fair tree as it was, and `update_current` (in
+                // `put_prev`) already followed the previous task: min_vruntime stands.
+                if previous_id != Some(task.id()) {
+                    self.switches += 1;
+                }
+                self.set_current(task.clone(), now);
+                return Some(task);
+            }
             None => {
                 let skip = self.skip.take();
                 let mut keys = self.fair.keys();
