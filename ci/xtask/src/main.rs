@@ -5,6 +5,7 @@ mod bench_disk;
 mod boards;
 mod image;
 mod interop;
+mod profile;
 mod qemu;
 mod setup;
 mod symbols;
@@ -37,6 +38,11 @@ verbs:
   bench disk [--board B] [--runs N]     ext2 over virtio-blk under QEMU: sequential MiB/s and
                                         metadata ops/s, cold and warm cache
   bench fs                              host ext2 read benchmark against ext4-view (criterion, needs mke2fs)
+  profile [--board B] [--smp N] [--from SYMBOL] [--to SYMBOL] [--per N] COMMAND...
+                                        instructions per kernel function while the shell runs
+                                        COMMAND (release, -icount shift=0, QEMU's log of executed
+                                        blocks); --from/--to: window between the first blocks of
+                                        two functions, --per: divide by the iteration count
   boards                                list the boards
 
 The default board is qemu-virt.";
@@ -75,6 +81,10 @@ pub struct Options {
     pub runs: Option<usize>,
     /// Disk images to attach as virtio-blk (`--disk`, repeatable).
     pub disks: Vec<PathBuf>,
+    /// `profile`: the window's first and last function markers and the divisor.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub per: Option<f64>,
     pub positional: Vec<String>,
 }
 
@@ -105,6 +115,9 @@ fn parse_options(arguments: &[String]) -> Result<Options, String> {
             "--machine" => options.machine = Some(value("--machine")?),
             "--cpu" => options.cpu = Some(value("--cpu")?),
             "--timeout" => options.timeout = Some(value("--timeout")?.parse().map_err(|_| "--timeout needs seconds".to_string())?),
+            "--from" => options.from = Some(value("--from")?),
+            "--to" => options.to = Some(value("--to")?),
+            "--per" => options.per = Some(value("--per")?.parse().map_err(|_| "--per needs a number".to_string())?),
             "--runs" => options.runs = Some(value("--runs")?.parse().map_err(|_| "--runs needs a number".to_string())?),
             other if other.starts_with("--") => return Err(format!("unknown option {other}")),
             other => options.positional.push(other.to_string()),
@@ -132,6 +145,7 @@ fn main() -> ExitCode {
         "test" => test::run(&options),
         "image" => image::write_boot_medium(&options),
         "bench" => bench::run(&options),
+        "profile" => profile::run(&options),
         "boards" => boards::list(),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");

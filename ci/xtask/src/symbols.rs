@@ -2,12 +2,14 @@
 
 use std::path::Path;
 
-use object::{Object, ObjectSymbol, SymbolKind};
+use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 use regex::Regex;
 
 /// A sorted table of function symbols.
 pub struct SymbolTable {
     symbols: Vec<(u64, u64, String)>,
+    /// Demangled names, without hashes, by index into `symbols`.
+    names: Vec<String>,
 }
 
 impl SymbolTable {
@@ -15,13 +17,31 @@ impl SymbolTable {
     pub fn load(elf: &Path) -> Result<SymbolTable, String> {
         let data = std::fs::read(elf).map_err(|e| format!("reading {}: {e}", elf.display()))?;
         let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
-        let mut symbols: Vec<(u64, u64, String)> = file
+        let symbols: Vec<(u64, u64, String)> = file
             .symbols()
-            .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
+            // Functions, and global labels of assembly code (no `.type`: kind unknown) in an
+            // executable section, such as the context switch.
+            .filter(|s| s.address() != 0 && (s.kind() == SymbolKind::Text || (s.kind() == SymbolKind::Unknown && s.is_global() && in_code(&file, s))))
             .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_string())))
             .collect();
+        Ok(SymbolTable::from_symbols(symbols))
+    }
+
+    /// A table of `(address, size, mangled name)` function symbols.
+    pub fn from_symbols(mut symbols: Vec<(u64, u64, String)>) -> SymbolTable {
         symbols.sort_by_key(|s| s.0);
-        Ok(SymbolTable { symbols })
+        let names = symbols.iter().map(|(_, _, name)| format!("{:#}", rustc_demangle::demangle(name))).collect();
+        SymbolTable { symbols, names }
+    }
+
+    /// The start address and demangled name (without hash) of the function holding `address`.
+    pub fn function(&self, address: u64) -> Option<(u64, String)> {
+        let index = self.symbols.partition_point(|s| s.0 <= address).checked_sub(1)?;
+        let (start, size, _) = &self.symbols[index];
+        if *size != 0 && address - start >= *size {
+            return None;
+        }
+        Some((*start, self.names[index].clone()))
     }
 
     /// `name+0xoffset/0xsize` for an address inside a known function. A return address
@@ -38,6 +58,11 @@ impl SymbolTable {
         let demangled = format!("{:#}", rustc_demangle::demangle(name));
         Some(format!("{demangled}+{offset:#x}/{size:#x}"))
     }
+}
+
+/// Whether `symbol` lies in an executable section.
+fn in_code(file: &object::File<'_>, symbol: &object::Symbol<'_, '_>) -> bool {
+    symbol.section_index().and_then(|index| file.section_by_index(index).ok()).is_some_and(|section| section.kind() == object::SectionKind::Text)
 }
 
 /// Adds symbol names after every `[<0x...>]` address in a console line.
