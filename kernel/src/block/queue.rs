@@ -335,6 +335,10 @@ impl BlockDevice for QueuedDevice {
         self.device.is_read_only()
     }
 
+    fn max_transfer(&self) -> usize {
+        self.device.max_transfer()
+    }
+
     fn statistics(&self) -> DiskStatistics {
         self.queue.lock().statistics()
     }
