@@ -201,7 +201,10 @@ impl RequestQueue {
                 self.statistics.reads_completed += parts;
                 self.statistics.sectors_read += sectors;
                 self.statistics.milliseconds_reading += elapsed;
-                if result.is_ok() {
+                if result.is_ok() && request.parts.len() == 1 {
+                    // One submitter: its buffer is the request's, handed over without a copy.
+                    self.completed_reads.push((request.parts[0].sequence, core::mem::take(&mut request.data)));
+                } else if result.is_ok() {
                     let block_size = request.block_size;
                     for part in &request.parts {
                         let start = ((part.first_block - request.first_block) as usize) * block_size;
