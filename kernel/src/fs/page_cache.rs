@@ -541,6 +541,46 @@ impl Drop for PageCache {
     }
 }
 
+crate::ktest!(
+    fn read_ahead_through_a_request_queue() {
+        use crate::block::{QueuedDevice, RamDisk, SchedulerKind};
+        use crate::kassert;
+        // 1 MiB RAM disk behind a request queue, as a virtio disk is; a bad block in page 200.
+        let bytes: Vec<u8> = (0..256 * PAGE_SIZE).map(|position| (position / PAGE_SIZE + position % 13) as u8).collect();
+        let disk = Arc::new(RamDisk::from_vec("ktest-ra", 512, bytes.clone()));
+        disk.set_max_transfer(64 * 1024);
+        disk.set_failing_block(Some(200 * 8 + 1));
+        let queued = Arc::new(QueuedDevice::new(disk.clone(), SchedulerKind::Deadline));
+        let cached_before = cached_kilobytes();
+        let cache = PageCache::new(queued, 64);
+        let mut piece = vec![0u8; 16 * 1024];
+        for offset in (0..192 * PAGE_SIZE).step_by(piece.len()) {
+            kassert!(cache.read(offset as u64, &mut piece).is_ok(), "read at {}", offset);
+            kassert!(piece[..] == bytes[offset..offset + piece.len()], "data at {} differs", offset);
+        }
+        let reads = disk.statistics().reads_completed;
+        kassert!(reads <= 192 / 8, "{} device reads for 192 sequential pages", reads);
+        // Read-ahead runs into the bad page; the pages before it still read.
+        for offset in (192 * PAGE_SIZE..200 * PAGE_SIZE).step_by(PAGE_SIZE) {
+            kassert!(cache.read(offset as u64, &mut piece[..PAGE_SIZE]).is_ok(), "read at {} next to a bad page", offset);
+        }
+        kassert!(cache.read(200 * PAGE_SIZE as u64, &mut piece[..PAGE_SIZE]) == Err(Errno::EIO), "the bad page reads");
+        let statistics = cache.statistics();
+        kassert!(statistics.pages <= 64, "{} pages in a 64-page cache", statistics.pages);
+        kassert!(statistics.read_ahead > 0, "nothing read ahead");
+        kassert!(
+            cached_kilobytes() == cached_before + statistics.pages * 4,
+            "Cached {} kB, {} kB before, {} pages held",
+            cached_kilobytes(),
+            cached_before,
+            statistics.pages
+        );
+        drop(cache);
+        kassert!(cached_kilobytes() == cached_before, "Cached {} kB after the cache went, {} kB before", cached_kilobytes(), cached_before);
+        Ok(())
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
