@@ -251,26 +251,29 @@ impl PageCache {
         Ok(())
     }
 
-    /// Makes room for one read-ahead page by evicting the least recently used clean page;
-    /// `false` (nothing evicted) when the cache is full of dirty pages.
-    fn make_room_clean(&self, state: &mut CacheState) -> bool {
-        if state.pages.len() < self.capacity_pages {
-            return true;
+    /// Makes room for one read-ahead page: a free slot, or the next of `victims` (clean
+    /// pages chosen by [`Self::clean_victims`]) evicted; `false` when neither is left.
+    fn make_room_clean(&self, state: &mut CacheState, victims: &mut impl Iterator<Item = u64>) -> bool {
+        while state.pages.len() >= self.capacity_pages {
+            let Some(index) = victims.next() else { return false };
+            if state.pages.get(&index).is_none_or(|page| page.dirty_since.is_some()) {
+                continue;
+            }
+            if let Some(page) = state.pages.remove(&index) {
+                state.by_use.remove(&page.last_used);
+                CACHED_PAGES.fetch_sub(1, Ordering::Relaxed);
+                state.statistics.evictions += 1;
+            }
         }
-        let victim = state.by_use.iter().find(|(_, index)| state.pages.get(index).is_some_and(|page| page.dirty_since.is_none()));
-        let Some((&stamp, &index)) = victim else { return false };
-        state.by_use.remove(&stamp);
-        state.pages.remove(&index);
-        CACHED_PAGES.fetch_sub(1, Ordering::Relaxed);
-        state.statistics.evictions += 1;
         true
     }
 
-    /// Clean pages that read-ahead may evict, counted up to `wanted`, after the `skipped`
-    /// least recently used pages (which the requested pages will evict).
-    fn clean_victims(state: &CacheState, skipped: usize, wanted: usize) -> usize {
+    /// Up to `wanted` clean pages, least recently used first, after the `skipped` least
+    /// recently used pages (which the requested pages will evict): what read-ahead may
+    /// evict. One pass over the LRU order per read-ahead window.
+    fn clean_victims(state: &CacheState, skipped: usize, wanted: usize) -> Vec<u64> {
         if wanted == 0 {
-            return 0;
+            return Vec::new();
         }
         state
             .by_use
@@ -278,7 +281,8 @@ impl PageCache {
             .skip(skipped)
             .filter(|index| state.pages.get(index).is_some_and(|page| page.dirty_since.is_none()))
             .take(wanted)
-            .count()
+            .copied()
+            .collect()
     }
 
     /// Pages on the device (the last may be partial).
@@ -387,6 +391,7 @@ impl PageCache {
             }
         }
         let mut ahead = Vec::new();
+        let mut victims = Vec::new();
         if let Some((start, size)) = self.plan_readahead(state, first, last, !missing.is_empty()) {
             let stop = (start + size as u64).min(self.page_count());
             ahead.extend((start..stop).filter(|index| !state.pages.contains_key(index)));
@@ -395,8 +400,8 @@ impl PageCache {
             let free_after_request = free.saturating_sub(missing.len());
             let evicted_by_request = missing.len().saturating_sub(free);
             let wanted = ahead.len().saturating_sub(free_after_request);
-            let room = free_after_request + Self::clean_victims(state, evicted_by_request, wanted);
-            ahead.truncate(room);
+            victims = Self::clean_victims(state, evicted_by_request, wanted);
+            ahead.truncate(free_after_request + victims.len());
         }
         if missing.is_empty() && ahead.is_empty() {
             return Ok(());
@@ -405,6 +410,7 @@ impl PageCache {
         // adjacent pages of at most the device's largest transfer.
         let pages: Vec<(u64, bool)> = missing.iter().map(|&index| (index, true)).chain(ahead.iter().map(|&index| (index, false))).collect();
         let chunk_pages = (self.device.max_transfer() / PAGE_SIZE).max(1);
+        let mut victims = victims.into_iter();
         let mut position = 0;
         while position < pages.len() {
             let run_start = pages[position].0;
@@ -433,7 +439,7 @@ impl PageCache {
                 if requested {
                     copy_out(buffer, index, page_data);
                     self.make_room(state)?;
-                } else if self.make_room_clean(state) {
+                } else if self.make_room_clean(state, &mut victims) {
                     state.statistics.read_ahead += 1;
                 } else {
                     continue;
