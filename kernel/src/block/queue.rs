@@ -236,14 +236,14 @@ impl RequestQueue {
     /// queued, where there is nothing to merge or order it with (and no copy to make).
     pub fn read_now(&mut self, first_block: u64, buffer: &mut [u8]) -> Result<()> {
         let block_size = self.device.block_size();
-        if buffer.is_empty() || buffer.len() % block_size != 0 {
+        if buffer.is_empty() || !buffer.len().is_multiple_of(block_size) {
             return Err(Errno::EINVAL);
         }
         let blocks = (buffer.len() / block_size) as u64;
         if first_block.checked_add(blocks).is_none_or(|end| end > self.device.block_count()) {
             return Err(Errno::EINVAL);
         }
-        if self.scheduler.len() != 0 {
+        if !self.scheduler.is_empty() {
             let sequence = self.submit(RequestDirection::Read, first_block, alloc::vec![0u8; buffer.len()])?;
             let result = self.run();
             let data = self.take_read(sequence);
