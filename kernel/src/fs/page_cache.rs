@@ -853,4 +853,72 @@ mod tests {
         cache.sync().unwrap();
         assert_eq!(&disk.disk.snapshot()[at(12) as usize..at(12) as usize + 4], &[12; 4]);
     }
+
+    #[test]
+    fn mixed_reads_writes_and_a_bad_block_agree_with_a_model() {
+        // xorshift64*: a fixed seed, so a failure reproduces.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut random = move |below: u64| {
+            seed ^= seed >> 12;
+            seed ^= seed << 25;
+            seed ^= seed >> 27;
+            seed.wrapping_mul(0x2545_f491_4f6c_dd1d) % below
+        };
+        const PAGES: u64 = 96;
+        for capacity in [4usize, 9, 24, 200] {
+            let disk = RecordingDisk::with_pattern(PAGES);
+            disk.disk.set_max_transfer(8 * PAGE_SIZE);
+            let mut model = disk.disk.snapshot();
+            let cache = PageCache::with_clock(disk.clone(), capacity, || 0);
+            let bad_page = 50u64;
+            let mut position = 0u64;
+            for step in 0..3000 {
+                disk.disk.set_failing_block((step % 500 < 250).then_some(bad_page * 8 + 5));
+                // Mostly sequential runs, some random jumps.
+                if random(8) == 0 {
+                    position = random(PAGES * PAGE_SIZE as u64);
+                }
+                let length = 1 + random(3 * PAGE_SIZE as u64) as usize;
+                let length = length.min((PAGES * PAGE_SIZE as u64 - position) as usize);
+                if length == 0 {
+                    position = 0;
+                    continue;
+                }
+                let range = position as usize..position as usize + length;
+                let touches_bad_page = (range.start as u64 / 4096..=(range.end as u64 - 1) / 4096).contains(&bad_page);
+                if random(5) == 0 {
+                    let data: Vec<u8> = (0..length).map(|_| random(256) as u8).collect();
+                    match cache.write(position, &data) {
+                        Ok(()) => model[range.clone()].copy_from_slice(&data),
+                        // A partial write of the bad page must read it first; the pages
+                        // before it were written.
+                        Err(error) => {
+                            assert!(
+                                error == Errno::EIO && touches_bad_page,
+                                "capacity {capacity}, step {step}: write {range:?}: {error:?}"
+                            );
+                            let written = (bad_page as usize * PAGE_SIZE).saturating_sub(range.start);
+                            model[range.start..range.start + written].copy_from_slice(&data[..written]);
+                        }
+                    }
+                } else {
+                    let mut buffer = vec![0u8; length];
+                    match cache.read(position, &mut buffer) {
+                        Ok(()) => assert!(buffer[..] == model[range.clone()], "capacity {capacity}, step {step}: wrong bytes"),
+                        Err(error) => {
+                            assert_eq!(error, Errno::EIO);
+                            assert!(touches_bad_page, "capacity {capacity}, step {step}: a read of {range:?} failed");
+                        }
+                    }
+                }
+                assert!(cache.statistics().pages as usize <= capacity.max(4));
+                position = range.end as u64 % (PAGES * PAGE_SIZE as u64);
+            }
+            cache.sync().unwrap();
+            assert!(disk.disk.snapshot() == model, "capacity {capacity}: the disk differs from the model after sync");
+            let statistics = cache.statistics();
+            assert_eq!(statistics.dirty, 0);
+            assert!(statistics.read_ahead > 0, "capacity {capacity}: {statistics:?}");
+        }
+    }
 }
