@@ -10,9 +10,10 @@
 //! in a sequential stream starts a window of pages after the request, a read reaching the
 //! window's first page reads the next window, twice as large, up to
 //! [`READAHEAD_MAX_PAGES`]; a read that continues no stream (neither adjacent to its last
-//! read nor a skip forward into its window: random access) reads only what it asked for. The cache keeps a few streams, so metadata reads between a file's data reads
-//! do not break its stream. Read-ahead never evicts a dirty page, and its failures are not
-//! the reader's: only an error in the requested range is returned.
+//! read nor a skip forward into its window: random access) reads only what it asked for.
+//! The cache keeps a few streams, so metadata reads between a file's data reads do not
+//! break its stream. Read-ahead never evicts a dirty page, and its failures are not the
+//! reader's: only an error in the requested range is returned.
 
 use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
