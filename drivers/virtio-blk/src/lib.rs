@@ -23,8 +23,13 @@ pub use virtio_drivers::transport::mmio::MmioTransport;
 pub use virtio_drivers::transport::pci::bus::{Cam, ConfigurationAccess, DeviceFunction, MmioCam, PciRoot};
 pub use virtio_drivers::transport::pci::PciTransport;
 
-/// The largest transfer in one request (the DMA bounce buffer): 64 KiB.
-pub const MAX_TRANSFER: usize = 64 * 1024;
+/// The largest transfer in one request (the DMA bounce buffer): 256 KiB, so a page-cache
+/// read-ahead window (128 KiB) or a run of merged write-back pages is one device request.
+/// If that much contiguous DMA memory cannot be had, the buffer halves down to
+/// [`MIN_TRANSFER`] and [`BlockDriver::max_transfer`] reports what was allocated.
+pub const MAX_TRANSFER: usize = 256 * 1024;
+/// The smallest bounce buffer the driver accepts: 4 KiB.
+pub const MIN_TRANSFER: usize = 4 * 1024;
 
 /// The request header and status the device reads and writes while a request is in flight.
 #[derive(Default)]
@@ -53,8 +58,10 @@ enum InFlight {
 /// A virtio block device on transport `T`, with DMA memory from `D`.
 pub struct VirtioBlock<D: DmaMemory, T: Transport> {
     device: VirtIOBlk<DmaHal<D>, T>,
-    /// The DMA bounce buffer of [`MAX_TRANSFER`] bytes.
+    /// The DMA bounce buffer of `buffer_bytes` bytes.
     buffer: DmaRegion,
+    /// The bounce buffer's size: [`MAX_TRANSFER`], or less when memory was short.
+    buffer_bytes: usize,
     /// Boxed so its address stays fixed while the device owns it.
     header: Box<RequestHeader>,
     in_flight: Option<InFlight>,
@@ -78,20 +85,29 @@ impl<D: DmaMemory, T: Transport> VirtioBlock<D, T> {
     /// Negotiates features, sets up the request queue and the bounce buffer.
     pub fn new(transport: T) -> Result<Self, ProbeError> {
         let device = VirtIOBlk::<DmaHal<D>, T>::new(transport).map_err(ProbeError::Device)?;
-        let buffer = D::allocate(MAX_TRANSFER / D::PAGE_SIZE).ok_or(ProbeError::NoMemory)?;
-        Ok(VirtioBlock { device, buffer, header: Box::default(), in_flight: None, _dma: PhantomData })
+        let mut buffer_bytes = MAX_TRANSFER;
+        let buffer = loop {
+            if let Some(buffer) = D::allocate(buffer_bytes.div_ceil(D::PAGE_SIZE)) {
+                break buffer;
+            }
+            if buffer_bytes <= MIN_TRANSFER {
+                return Err(ProbeError::NoMemory);
+            }
+            buffer_bytes /= 2;
+        };
+        Ok(VirtioBlock { device, buffer, buffer_bytes, header: Box::default(), in_flight: None, _dma: PhantomData })
     }
 
     /// The bounce buffer's first `length` bytes.
     fn buffer(&mut self, length: usize) -> &mut [u8] {
-        let length = length.min(MAX_TRANSFER);
-        // SAFETY: the region holds MAX_TRANSFER bytes of kernel-mapped DMA memory allocated
+        let length = length.min(self.buffer_bytes);
+        // SAFETY: the region holds `buffer_bytes` bytes of kernel-mapped DMA memory allocated
         // for this driver alone; `&mut self` makes this the only reference to it.
         unsafe { core::slice::from_raw_parts_mut(self.buffer.virtual_address as *mut u8, length) }
     }
 
     fn check(&self, first_block: u64, length: usize) -> Result<(), BlockError> {
-        if length == 0 || !length.is_multiple_of(SECTOR_SIZE) || length > MAX_TRANSFER {
+        if length == 0 || !length.is_multiple_of(SECTOR_SIZE) || length > self.buffer_bytes {
             return Err(BlockError::OutOfRange);
         }
         match first_block.checked_add((length / SECTOR_SIZE) as u64) {
@@ -121,7 +137,7 @@ impl<D: DmaMemory, T: Transport + Send> BlockDriver for VirtioBlock<D, T> {
     }
 
     fn max_transfer(&self) -> usize {
-        MAX_TRANSFER
+        self.buffer_bytes
     }
 
     fn start(&mut self, request: BlockRequest<'_>) -> Result<(), BlockError> {

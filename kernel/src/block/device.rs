@@ -34,6 +34,13 @@ pub trait BlockDevice: Send + Sync {
         false
     }
 
+    /// The largest transfer the device takes in one request, in bytes (a whole number of
+    /// blocks). Larger reads and writes are still accepted (the device splits them); callers
+    /// that build requests, like the page cache's read-ahead, size them by it.
+    fn max_transfer(&self) -> usize {
+        usize::MAX
+    }
+
     /// Size in bytes.
     fn size_bytes(&self) -> u64 {
         self.block_count() * self.block_size() as u64

@@ -184,6 +184,10 @@ impl BlockDevice for DriverDisk {
     fn is_read_only(&self) -> bool {
         self.read_only
     }
+
+    fn max_transfer(&self) -> usize {
+        self.max_transfer
+    }
 }
 
 /// The disks with an interrupt, by interrupt number, for the shared handler.

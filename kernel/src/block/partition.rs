@@ -290,6 +290,9 @@ impl BlockDevice for Partition {
     fn is_read_only(&self) -> bool {
         self.disk.is_read_only()
     }
+    fn max_transfer(&self) -> usize {
+        self.disk.max_transfer()
+    }
 }
 
 /// The partitions of `disk` as block devices (none if it has no table).

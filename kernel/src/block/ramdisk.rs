@@ -3,6 +3,7 @@
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::device::{BlockDevice, DiskStatistics};
 use crate::errno::{Errno, Result};
@@ -32,6 +33,10 @@ pub struct RamDisk {
     read_only: bool,
     storage: SpinLock<Storage>,
     statistics: SpinLock<DiskStatistics>,
+    /// A block whose reads fail with `EIO` (`u64::MAX`: none), to test error paths.
+    failing_block: AtomicU64,
+    /// The largest transfer reported by [`BlockDevice::max_transfer`].
+    max_transfer: AtomicUsize,
 }
 
 impl RamDisk {
@@ -65,7 +70,21 @@ impl RamDisk {
             read_only,
             storage: SpinLock::new(storage),
             statistics: SpinLock::new(DiskStatistics::default()),
+            failing_block: AtomicU64::new(u64::MAX),
+            max_transfer: AtomicUsize::new(usize::MAX),
         }
+    }
+
+    /// Makes every read that covers `block` fail with `EIO` (`None`: no failures), as a
+    /// disk with a bad sector would. Writes still succeed.
+    pub fn set_failing_block(&self, block: Option<u64>) {
+        self.failing_block.store(block.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Sets the transfer size the disk reports as its largest (rounded down to whole
+    /// blocks, at least one); the disk itself takes any size.
+    pub fn set_max_transfer(&self, bytes: usize) {
+        self.max_transfer.store((bytes / self.block_size).max(1) * self.block_size, Ordering::Relaxed);
     }
 
     /// A copy of the whole disk's bytes.
@@ -103,6 +122,11 @@ impl BlockDevice for RamDisk {
 
     fn read_blocks(&self, first_block: u64, buffer: &mut [u8]) -> Result<()> {
         let range = self.range(first_block, buffer.len())?;
+        let failing_block = self.failing_block.load(Ordering::Relaxed);
+        let blocks = (buffer.len() / self.block_size) as u64;
+        if (first_block..first_block + blocks).contains(&failing_block) {
+            return Err(Errno::EIO);
+        }
         buffer.copy_from_slice(&self.storage.lock().bytes()[range]);
         let mut statistics = self.statistics.lock();
         statistics.reads_completed += 1;
@@ -133,6 +157,10 @@ impl BlockDevice for RamDisk {
 
     fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    fn max_transfer(&self) -> usize {
+        self.max_transfer.load(Ordering::Relaxed)
     }
 
     fn statistics(&self) -> DiskStatistics {
@@ -171,6 +199,25 @@ mod tests {
         let mut block = [0; 512];
         disk.read_blocks(1, &mut block).unwrap();
         assert_eq!(block, [7; 512]);
+    }
+
+    #[test]
+    fn a_failing_block_fails_the_reads_that_cover_it() {
+        let disk = RamDisk::new("ram2", 512, 8);
+        disk.set_failing_block(Some(5));
+        let mut buffer = vec![0; 1024];
+        assert_eq!(disk.read_blocks(4, &mut buffer), Err(Errno::EIO));
+        assert_eq!(disk.read_blocks(5, &mut buffer[..512]), Err(Errno::EIO));
+        assert_eq!(disk.read_blocks(6, &mut buffer), Ok(()));
+        assert_eq!(disk.read_blocks(3, &mut buffer), Ok(()));
+        assert_eq!(disk.write_blocks(5, &[1; 512]), Ok(()), "writes still succeed");
+        disk.set_failing_block(None);
+        assert_eq!(disk.read_blocks(4, &mut buffer), Ok(()));
+        assert_eq!(buffer[512], 1);
+        assert_eq!(disk.statistics().reads_completed, 3, "failed reads are not counted as completed");
+        assert_eq!(disk.max_transfer(), usize::MAX);
+        disk.set_max_transfer(1500);
+        assert_eq!(disk.max_transfer(), 1024);
     }
 
     #[test]
