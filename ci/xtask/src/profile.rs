@@ -167,7 +167,10 @@ impl Profile {
             out.push_str(&format!("| ({} more functions) | {:.1} | | |\n", self.functions.len() - TOP_FUNCTIONS, rest as f64 / per));
         }
         if self.unlisted_blocks > 0 {
-            out.push_str(&format!("\n{} executed blocks had no listing in the log and count one instruction each.\n", self.unlisted_blocks));
+            out.push_str(&format!(
+                "\n{} executed blocks had no listing in the log and count one instruction each.\n",
+                self.unlisted_blocks
+            ));
         }
         out
     }
@@ -222,11 +225,15 @@ fn analyze_lines(
     let functions: Vec<Option<(u64, String)>> = trace.iter().map(|&pc| symbols.function(pc)).collect();
     let contains = |index: usize, marker: &str| functions[index].as_ref().is_some_and(|(_, name)| name.contains(marker));
     let start = match from {
-        Some(marker) => (0..trace.len()).find(|&i| contains(i, marker)).ok_or_else(|| format!("no executed block in a function matching `{marker}`"))?,
+        Some(marker) => {
+            (0..trace.len()).find(|&i| contains(i, marker)).ok_or_else(|| format!("no executed block in a function matching `{marker}`"))?
+        }
         None => 0,
     };
     let end = match to {
-        Some(marker) => (start..trace.len()).find(|&i| contains(i, marker)).ok_or_else(|| format!("no executed block in a function matching `{marker}` after the start"))?,
+        Some(marker) => (start..trace.len())
+            .find(|&i| contains(i, marker))
+            .ok_or_else(|| format!("no executed block in a function matching `{marker}` after the start"))?,
         None => trace.len(),
     };
     let mut totals: HashMap<String, (u64, u64, u64)> = HashMap::new();
@@ -259,7 +266,11 @@ mod tests {
     use super::*;
 
     fn table() -> SymbolTable {
-        SymbolTable::from_symbols(vec![(0x1000, 0x100, "outer".into()), (0x1100, 0x40, "inner".into()), (0x2000, 0x10, "marker_end".into())])
+        SymbolTable::from_symbols(vec![
+            (0x1000, 0x100, "outer".into()),
+            (0x1100, 0x40, "inner".into()),
+            (0x2000, 0x10, "marker_end".into()),
+        ])
     }
 
     const LOG: &str = "\

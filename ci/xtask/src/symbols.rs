@@ -21,7 +21,10 @@ impl SymbolTable {
             .symbols()
             // Functions, and global labels of assembly code (no `.type`: kind unknown) in an
             // executable section, such as the context switch.
-            .filter(|s| s.address() != 0 && (s.kind() == SymbolKind::Text || (s.kind() == SymbolKind::Unknown && s.is_global() && in_code(&file, s))))
+            .filter(|s| {
+                s.address() != 0
+                    && (s.kind() == SymbolKind::Text || (s.kind() == SymbolKind::Unknown && s.is_global() && in_code(&file, s)))
+            })
             .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_string())))
             .collect();
         Ok(SymbolTable::from_symbols(symbols))
@@ -62,7 +65,10 @@ impl SymbolTable {
 
 /// Whether `symbol` lies in an executable section.
 fn in_code(file: &object::File<'_>, symbol: &object::Symbol<'_, '_>) -> bool {
-    symbol.section_index().and_then(|index| file.section_by_index(index).ok()).is_some_and(|section| section.kind() == object::SectionKind::Text)
+    symbol
+        .section_index()
+        .and_then(|index| file.section_by_index(index).ok())
+        .is_some_and(|section| section.kind() == object::SectionKind::Text)
 }
 
 /// Adds symbol names after every `[<0x...>]` address in a console line.

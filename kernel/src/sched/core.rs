@@ -586,6 +586,7 @@ fn schedule_with(requeue: Requeue) {
     per_cpu.current_id.store(next.id() + 1, Ordering::Release);
     per_cpu.current_task.store(TaskRef::as_ptr(&next).cast_mut(), Ordering::Release);
     let previous = core::mem::replace(&mut state.current, next);
+    let this_task = TaskRef::as_ptr(&previous);
     let (from, to) = (previous.context(), state.current.context());
     let next_locks = &state.current.held_locks as *const crate::lockdep::HeldLocks;
     state.previous = Some(previous);
@@ -603,8 +604,11 @@ fn schedule_with(requeue: Requeue) {
     // SAFETY: both contexts are valid as above, and interrupts are masked so nothing else runs on this CPU between.
     unsafe { (operations.switch)(from, to) };
     // Back on some CPU (perhaps another one: the task may have moved while switched out),
-    // holding that CPU's run-queue lock, handed over by the task that switched here.
-    finish_switch_irqs_disabled(&CPUS[this_cpu()]);
+    // holding that CPU's run-queue lock, handed over by the task that switched here, which
+    // also set this task's `cpu` to it.
+    // SAFETY: this task runs again, so it is alive (its CPU's state holds it as current).
+    let cpu_now = unsafe { (*this_task).cpu() };
+    finish_switch_irqs_disabled(&CPUS[cpu_now]);
     cpu_operations.restore_interrupts(saved);
 }
 
@@ -615,6 +619,7 @@ pub(super) fn finish_task_switch() {
     finish_switch_irqs_disabled(&CPUS[this_cpu()]);
 }
 
+#[inline(always)]
 fn finish_switch_irqs_disabled(per_cpu: &PerCpu) {
     let (previous, push) = {
         // SAFETY: every switch to a task goes through `schedule_with`, which handed this

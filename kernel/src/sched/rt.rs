@@ -31,6 +31,7 @@ impl<T> RtQueue<T> {
 
     /// Queues `task` at kernel priority `level` (clamped to 0..=99), behind its equals or,
     /// with `at_head`, in front of them (a preempted task keeps its place).
+    #[inline(always)]
     pub fn push(&mut self, level: usize, task: T, at_head: bool) {
         let level = level.min(MAX_RT_PRIO - 1);
         if at_head {
