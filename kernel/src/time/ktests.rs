@@ -341,8 +341,10 @@ ktest!(
         let deadline = since_boot_nanoseconds() + 1_500_000;
         timer.start(deadline);
         let cancelled = HrTimer::new_soft(|| {});
-        cancelled.start(deadline);
-        kassert!(cancelled.cancel());
+        // A deadline far enough out that a stalled host (or a preemption here) cannot let
+        // it expire before the cancel: the cancel must find it pending.
+        cancelled.start(since_boot_nanoseconds() + 1_000_000_000);
+        kassert!(cancelled.cancel(), "cancelling a pending soft hrtimer failed");
         kassert!(wait_until(20 * TICK_NANOSECONDS, || observed.lock().is_some()), "the soft hrtimer never ran");
         let (ran_at, in_softirq, not_hardirq) = observed.lock().unwrap_or_default();
         kassert!(ran_at >= deadline, "a soft hrtimer ran {} ns early", deadline - ran_at);
