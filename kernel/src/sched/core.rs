@@ -373,40 +373,47 @@ pub fn wake_up_process(task: &TaskRef) -> bool {
     if !task.state().is_sleeping() {
         return false;
     }
-    with_interrupts_masked(|| {
-        {
-            let (cpu, mut guard) = lock_task_run_queue(task);
-            let state_now = task.state();
-            if !state_now.is_sleeping() || !task.change_state(state_now, TaskState::Running) {
-                return false;
-            }
-            let Some(state) = guard.as_mut() else { return true };
-            if task.on_run_queue.load(Ordering::Acquire) {
-                // Still on its CPU, between setting itself asleep and switching away: its
-                // `schedule` sees it runnable again and keeps it.
-                return true;
-            }
-            // Ours now: running, on no run queue, and no other waker will queue it.
-            task.on_run_queue.store(true, Ordering::Release);
-            // Registers saved and its place is the CPU whose lock is held: queue it there
-            // now rather than locking that run queue a second time.
-            if !task.on_cpu.load(Ordering::Acquire) && select_cpu(task) == cpu {
-                let preempt = enqueue_locked(cpu, state, task, EnqueueReason::Wakeup);
-                drop(guard);
-                if preempt && cpu != this_cpu() {
-                    send_reschedule(cpu);
-                }
-                return true;
-            }
+    with_interrupts_masked(|| wake_up_process_irqs_disabled(task))
+}
+
+/// [`wake_up_process`] for callers that already masked interrupts (a wait queue's waker
+/// under its `IrqSpinLock`).
+pub(crate) fn wake_up_process_irqs_disabled(task: &TaskRef) -> bool {
+    if !task.state().is_sleeping() {
+        return false;
+    }
+    {
+        let (cpu, mut guard) = lock_task_run_queue(task);
+        let state_now = task.state();
+        if !state_now.is_sleeping() || !task.change_state(state_now, TaskState::Running) {
+            return false;
         }
-        // Its CPU may still be saving its registers: only then may it run elsewhere.
-        while task.on_cpu.load(Ordering::Acquire) {
-            core::hint::spin_loop();
+        let Some(state) = guard.as_mut() else { return true };
+        if task.on_run_queue.load(Ordering::Acquire) {
+            // Still on its CPU, between setting itself asleep and switching away: its
+            // `schedule` sees it runnable again and keeps it.
+            return true;
         }
-        let cpu = select_cpu(task);
-        enqueue_on(cpu, task, EnqueueReason::Wakeup);
-        true
-    })
+        // Ours now: running, on no run queue, and no other waker will queue it.
+        task.on_run_queue.store(true, Ordering::Release);
+        // Registers saved and its place is the CPU whose lock is held: queue it there
+        // now rather than locking that run queue a second time.
+        if !task.on_cpu.load(Ordering::Acquire) && select_cpu(task) == cpu {
+            let preempt = enqueue_locked(cpu, state, task, EnqueueReason::Wakeup);
+            drop(guard);
+            if preempt && cpu != this_cpu() {
+                send_reschedule(cpu);
+            }
+            return true;
+        }
+    }
+    // Its CPU may still be saving its registers: only then may it run elsewhere.
+    while task.on_cpu.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    let cpu = select_cpu(task);
+    enqueue_on(cpu, task, EnqueueReason::Wakeup);
+    true
 }
 
 pub(super) fn send_reschedule(cpu: usize) {

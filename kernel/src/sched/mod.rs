@@ -25,6 +25,7 @@ use ::core::sync::atomic::Ordering;
 use ::core::time::Duration;
 use alloc::boxed::Box;
 
+pub(crate) use self::core::wake_up_process_irqs_disabled;
 pub use self::core::{
     active_mask, cpu_times, current, current_id, idle_loop, is_running, migrations, need_resched, preempt_count, preempt_disable,
     preempt_enable, preempt_schedule_irq, schedule, scheduler_tick, set_affinity, set_current_state, set_need_resched, sleep_until,

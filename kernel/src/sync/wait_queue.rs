@@ -129,7 +129,8 @@ impl WaitQueue {
             if waiters[index].exclusive && exclusive_left == 0 {
                 break;
             }
-            if sched::wake_up_process(&waiters[index].task) {
+            // Interrupts are masked (the queue's lock), so the masking variant is not needed.
+            if sched::wake_up_process_irqs_disabled(&waiters[index].task) {
                 let waiter = if index == 0 { waiters.pop_front() } else { waiters.remove(index) };
                 woken += 1;
                 if waiter.is_some_and(|waiter| waiter.exclusive) {
@@ -140,8 +141,8 @@ impl WaitQueue {
             }
         }
         self.count.store(waiters.len(), Ordering::Release);
+        // Unlocking takes a reschedule a wake-up asked for, once interrupts are back on.
         drop(waiters);
-        sched::preempt_check_resched();
         woken
     }
 
