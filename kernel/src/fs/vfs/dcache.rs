@@ -1,12 +1,16 @@
-//! The dentry cache: (directory, name) to inode, with negative entries for names known not to exist, and least-recently-used eviction.
+//! The dentry cache: (directory, name) to inode and file type, with negative entries for names known not to exist, and least-recently-used eviction.
 //!
 //! Each entry's record is an object of the `dentry` slab cache ([`DENTRY_CACHE`]), so
-//! `/proc/slabinfo` counts the cached dentries.
+//! `/proc/slabinfo` counts the cached dentries. Names are kept per directory, so a lookup
+//! borrows the name it is given (no allocation on a hit). The least-recently-used order is
+//! kept lazily: a hit only stamps the entry, and eviction re-files an entry used since it
+//! was filed, so the entry evicted is always the one least recently used.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::vec::Vec;
 
-use super::types::InodeNumber;
+use super::types::{FileType, InodeNumber};
 use crate::mm::{SlabBox, TypedCache};
 
 /// The key of a dentry: mount, parent directory inode, name.
@@ -15,10 +19,12 @@ pub type DentryKey = (u32, InodeNumber, String);
 /// One cached name: its target and when it was last used (Linux's `struct dentry`, in part).
 #[derive(Debug)]
 pub struct Dentry {
-    /// The inode the name refers to; `None` for a negative entry.
-    pub target: Option<InodeNumber>,
+    /// The inode the name refers to and its file type; `None` for a negative entry.
+    pub target: Option<(InodeNumber, FileType)>,
     /// The cache's clock at the last lookup or insertion.
     pub last_used: u64,
+    /// The clock value under which the entry is filed in the age order (at most `last_used`).
+    filed_at: u64,
 }
 
 /// The slab cache of dentries (Linux's `dentry`).
@@ -40,7 +46,11 @@ pub struct DentryStatistics {
 /// A bounded map of names to inodes (or to "no such name").
 pub struct DentryCache {
     capacity: usize,
-    entries: BTreeMap<DentryKey, SlabBox<Dentry>>,
+    /// The names cached in each (mount, directory).
+    directories: BTreeMap<(u32, InodeNumber), BTreeMap<String, SlabBox<Dentry>>>,
+    /// Entries held.
+    count: usize,
+    /// Every entry once, under its `filed_at` stamp: the oldest first.
     by_age: BTreeMap<u64, DentryKey>,
     clock: u64,
     statistics: DentryStatistics,
@@ -49,8 +59,8 @@ pub struct DentryCache {
 /// What the cache knows about a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CachedLookup {
-    /// The name refers to this inode.
-    Found(InodeNumber),
+    /// The name refers to this inode, of this type.
+    Found(InodeNumber, FileType),
     /// The name is known not to exist.
     Negative,
     /// Not cached.
@@ -68,7 +78,8 @@ impl DentryCache {
         let capacity = if capacity == 0 { 1 } else { capacity };
         DentryCache {
             capacity,
-            entries: BTreeMap::new(),
+            directories: BTreeMap::new(),
+            count: 0,
             by_age: BTreeMap::new(),
             clock: 0,
             statistics: DentryStatistics { hits: 0, negative_hits: 0, misses: 0, evictions: 0 },
@@ -77,23 +88,22 @@ impl DentryCache {
 
     /// Forgets everything.
     pub fn remove_all(&mut self) {
-        self.entries.clear();
+        self.directories.clear();
         self.by_age.clear();
+        self.count = 0;
     }
 
-    /// Looks `key` up, marking it recently used.
-    pub fn lookup(&mut self, key: &DentryKey) -> CachedLookup {
+    /// Looks `name` up in `directory` of `mount`, marking it recently used.
+    pub fn lookup(&mut self, mount: u32, directory: InodeNumber, name: &str) -> CachedLookup {
         self.clock += 1;
         let now = self.clock;
-        match self.entries.get_mut(key) {
+        match self.directories.get_mut(&(mount, directory)).and_then(|names| names.get_mut(name)) {
             Some(dentry) => {
-                self.by_age.remove(&dentry.last_used);
                 dentry.last_used = now;
-                self.by_age.insert(now, key.clone());
                 match dentry.target {
-                    Some(inode) => {
+                    Some((inode, kind)) => {
                         self.statistics.hits += 1;
-                        CachedLookup::Found(inode)
+                        CachedLookup::Found(inode, kind)
                     }
                     None => {
                         self.statistics.negative_hits += 1;
@@ -108,45 +118,81 @@ impl DentryCache {
         }
     }
 
-    /// Records that `key` refers to `target` (`None`: does not exist), evicting the least
-    /// recently used entry if full. Without memory for the entry, the name is just not cached.
-    pub fn insert(&mut self, key: DentryKey, target: Option<InodeNumber>) {
+    /// Records that `name` in `directory` of `mount` refers to `target` (`None`: does not
+    /// exist), evicting the least recently used entry if full. Without memory for the
+    /// entry, the name is just not cached.
+    pub fn insert(&mut self, mount: u32, directory: InodeNumber, name: &str, target: Option<(InodeNumber, FileType)>) {
         self.clock += 1;
         let now = self.clock;
-        self.remove(&key);
-        let Ok(dentry) = SlabBox::try_new(&DENTRY_CACHE, Dentry { target, last_used: now }) else { return };
-        while self.entries.len() >= self.capacity {
-            let Some((_, oldest)) = self.by_age.pop_first() else { break };
-            self.entries.remove(&oldest);
-            self.statistics.evictions += 1;
+        self.remove(mount, directory, name);
+        let Ok(dentry) = SlabBox::try_new(&DENTRY_CACHE, Dentry { target, last_used: now, filed_at: now }) else { return };
+        while self.count >= self.capacity {
+            if !self.evict_oldest() {
+                break;
+            }
         }
-        self.by_age.insert(now, key.clone());
-        self.entries.insert(key, dentry);
+        self.by_age.insert(now, (mount, directory, String::from(name)));
+        self.directories.entry((mount, directory)).or_default().insert(String::from(name), dentry);
+        self.count += 1;
     }
 
-    /// Forgets `key`.
-    pub fn remove(&mut self, key: &DentryKey) {
-        if let Some(dentry) = self.entries.remove(key) {
-            self.by_age.remove(&dentry.last_used);
+    /// Drops the least recently used entry; `false` if there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((filed_at, key)) = self.by_age.pop_first() {
+            let (mount, directory, name) = &key;
+            let Some(names) = self.directories.get_mut(&(*mount, *directory)) else { continue };
+            let Some(dentry) = names.get_mut(name.as_str()) else { continue };
+            if dentry.last_used != filed_at {
+                // Used since it was filed: file it again under its last use.
+                dentry.filed_at = dentry.last_used;
+                let stamp = dentry.last_used;
+                self.by_age.insert(stamp, key);
+                continue;
+            }
+            names.remove(name.as_str());
+            if names.is_empty() {
+                self.directories.remove(&(*mount, *directory));
+            }
+            self.count -= 1;
+            self.statistics.evictions += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Forgets `name` in `directory` of `mount`.
+    pub fn remove(&mut self, mount: u32, directory: InodeNumber, name: &str) {
+        let Some(names) = self.directories.get_mut(&(mount, directory)) else { return };
+        if let Some(dentry) = names.remove(name) {
+            self.by_age.remove(&dentry.filed_at);
+            self.count -= 1;
+        }
+        if names.is_empty() {
+            self.directories.remove(&(mount, directory));
         }
     }
 
     /// Forgets every entry of mount `mount` (on unmount).
     pub fn remove_mount(&mut self, mount: u32) {
-        let keys: alloc::vec::Vec<DentryKey> = self.entries.keys().filter(|key| key.0 == mount).cloned().collect();
-        for key in keys {
-            self.remove(&key);
+        let directories: Vec<(u32, InodeNumber)> = self.directories.keys().filter(|key| key.0 == mount).copied().collect();
+        for directory in directories {
+            if let Some(names) = self.directories.remove(&directory) {
+                for dentry in names.values() {
+                    self.by_age.remove(&dentry.filed_at);
+                }
+                self.count -= names.len();
+            }
         }
     }
 
     /// Entries held.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.count
     }
 
     /// Whether empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.count == 0
     }
 
     /// The counters.
@@ -159,29 +205,61 @@ impl DentryCache {
 mod tests {
     use super::*;
 
-    fn key(name: &str) -> DentryKey {
-        (1, 2, name.into())
-    }
+    const FILE: FileType = FileType::Regular;
 
     #[test]
     fn positive_negative_and_lru_eviction() {
         let mut cache = DentryCache::new(2);
-        cache.insert(key("a"), Some(10));
-        cache.insert(key("b"), None);
-        assert_eq!(cache.lookup(&key("a")), CachedLookup::Found(10));
-        assert_eq!(cache.lookup(&key("b")), CachedLookup::Negative);
-        assert_eq!(cache.lookup(&key("c")), CachedLookup::Unknown);
+        cache.insert(1, 2, "a", Some((10, FILE)));
+        cache.insert(1, 2, "b", None);
+        assert_eq!(cache.lookup(1, 2, "a"), CachedLookup::Found(10, FILE));
+        assert_eq!(cache.lookup(1, 2, "b"), CachedLookup::Negative);
+        assert_eq!(cache.lookup(1, 2, "c"), CachedLookup::Unknown);
         // "a" was used before "b", so "a" goes when "c" arrives.
-        cache.insert(key("c"), Some(12));
+        cache.insert(1, 2, "c", Some((12, FileType::Directory)));
         assert_eq!(cache.len(), 2);
-        assert_eq!(cache.lookup(&key("a")), CachedLookup::Unknown);
-        assert_eq!(cache.lookup(&key("b")), CachedLookup::Negative);
+        assert_eq!(cache.lookup(1, 2, "a"), CachedLookup::Unknown);
+        assert_eq!(cache.lookup(1, 2, "b"), CachedLookup::Negative);
         let statistics = cache.statistics();
         assert_eq!((statistics.hits, statistics.negative_hits, statistics.misses, statistics.evictions), (1, 2, 2, 1));
-        cache.insert(key("b"), Some(11));
-        assert_eq!(cache.lookup(&key("b")), CachedLookup::Found(11));
-        cache.insert((7, 2, "x".into()), Some(1));
+        cache.insert(1, 2, "b", Some((11, FILE)));
+        assert_eq!(cache.lookup(1, 2, "b"), CachedLookup::Found(11, FILE));
+        cache.insert(7, 2, "x", Some((1, FILE)));
         cache.remove_mount(1);
         assert_eq!(cache.len(), 1);
+        assert_eq!(cache.lookup(7, 2, "x"), CachedLookup::Found(1, FILE));
+    }
+
+    #[test]
+    fn eviction_follows_use_order_across_directories() {
+        let mut cache = DentryCache::new(3);
+        cache.insert(1, 2, "a", Some((10, FILE)));
+        cache.insert(1, 3, "a", Some((11, FILE)));
+        cache.insert(1, 4, "a", Some((12, FILE)));
+        // Use them in the order 4, 2, 3: 4 becomes the least recently used.
+        cache.lookup(1, 4, "a");
+        cache.lookup(1, 2, "a");
+        cache.lookup(1, 3, "a");
+        cache.insert(1, 5, "a", None);
+        assert_eq!(cache.lookup(1, 4, "a"), CachedLookup::Unknown);
+        // Now 2 is the oldest; a re-insertion of it renews it, so 3 goes next.
+        cache.insert(1, 2, "a", Some((20, FileType::Directory)));
+        cache.insert(1, 6, "a", None);
+        assert_eq!(cache.lookup(1, 3, "a"), CachedLookup::Unknown);
+        assert_eq!(cache.lookup(1, 2, "a"), CachedLookup::Found(20, FileType::Directory));
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.statistics().evictions, 2);
+        // Removing entries keeps the count and the age order consistent.
+        cache.remove(1, 2, "a");
+        cache.remove(1, 2, "a");
+        assert_eq!(cache.len(), 2);
+        for name in ["p", "q", "r", "s"] {
+            cache.insert(1, 9, name, None);
+        }
+        assert_eq!(cache.len(), 3);
+        assert_eq!([cache.lookup(1, 9, "q"), cache.lookup(1, 9, "r"), cache.lookup(1, 9, "s")], [CachedLookup::Negative; 3]);
+        cache.remove_all();
+        assert!(cache.is_empty());
+        assert_eq!(cache.lookup(1, 9, "s"), CachedLookup::Unknown);
     }
 }

@@ -36,6 +36,13 @@ pub trait FileSystem: Send + Sync {
     fn set_metadata(&self, inode: InodeNumber, changes: &MetadataChanges) -> Result<()>;
     /// The inode `name` refers to in `directory` (`..` included).
     fn lookup(&self, directory: InodeNumber, name: &str) -> Result<InodeNumber>;
+    /// [`FileSystem::lookup`] with the file type of the inode found (what the dentry cache
+    /// keeps, so a path walk needs no inode read for a cached name). The type must be the
+    /// inode's own, not a hint such as a directory entry's type code.
+    fn lookup_with_kind(&self, directory: InodeNumber, name: &str) -> Result<(InodeNumber, FileType)> {
+        let inode = self.lookup(directory, name)?;
+        Ok((inode, self.metadata(inode)?.kind))
+    }
     /// Every entry of `directory`, `.` and `..` first.
     fn read_directory(&self, directory: InodeNumber) -> Result<Vec<DirectoryEntry>>;
     /// Creates a regular file or a directory named `name`.

@@ -240,10 +240,9 @@ impl Vfs {
     }
 
     fn cross_mounts(&self, mut location: Location) -> Result<Location> {
-        let limit = self.mounts.lock().mounts.len();
-        for _ in 0..=limit {
-            let above = self.mounts.lock().mounts.iter().rev().find(|mount| mount.mountpoint == Some(location)).cloned();
-            match above {
+        let table = self.mounts.lock();
+        for _ in 0..=table.mounts.len() {
+            match table.mounts.iter().rev().find(|mount| mount.mountpoint == Some(location)) {
                 Some(mount) => location = Location { mount: mount.id, inode: mount.file_system.root() },
                 None => return Ok(location),
             }
@@ -293,32 +292,34 @@ impl Vfs {
         self.dentries.lock().statistics()
     }
 
-    fn lookup_raw(&self, directory: Location, name: &str) -> Result<Location> {
+    /// The location `name` refers to in `directory`, with its file type when known
+    /// (always, unless the file system's names may change behind the cache).
+    fn lookup_raw(&self, directory: Location, name: &str) -> Result<(Location, Option<FileType>)> {
         let mount = self.mount_of(directory.mount)?;
+        let at = |inode| Location { mount: directory.mount, inode };
         if mount.file_system.dentries_may_change() {
-            return mount.file_system.lookup(directory.inode, name).map(|inode| Location { mount: directory.mount, inode });
+            return mount.file_system.lookup(directory.inode, name).map(|inode| (at(inode), None));
         }
-        let key = (directory.mount, directory.inode, String::from(name));
-        match self.dentries.lock().lookup(&key) {
-            CachedLookup::Found(inode) => return Ok(Location { mount: directory.mount, inode }),
+        match self.dentries.lock().lookup(directory.mount, directory.inode, name) {
+            CachedLookup::Found(inode, kind) => return Ok((at(inode), Some(kind))),
             CachedLookup::Negative => return Err(Errno::ENOENT),
             CachedLookup::Unknown => {}
         }
-        match mount.file_system.lookup(directory.inode, name) {
-            Ok(inode) => {
-                self.dentries.lock().insert(key, Some(inode));
-                Ok(Location { mount: directory.mount, inode })
+        match mount.file_system.lookup_with_kind(directory.inode, name) {
+            Ok((inode, kind)) => {
+                self.dentries.lock().insert(directory.mount, directory.inode, name, Some((inode, kind)));
+                Ok((at(inode), Some(kind)))
             }
             Err(Errno::ENOENT) => {
-                self.dentries.lock().insert(key, None);
+                self.dentries.lock().insert(directory.mount, directory.inode, name, None);
                 Err(Errno::ENOENT)
             }
             Err(error) => Err(error),
         }
     }
 
-    fn set_dentry(&self, directory: Location, name: &str, target: Option<InodeNumber>) {
-        self.dentries.lock().insert((directory.mount, directory.inode, String::from(name)), target);
+    fn set_dentry(&self, directory: Location, name: &str, target: Option<(InodeNumber, FileType)>) {
+        self.dentries.lock().insert(directory.mount, directory.inode, name, target);
     }
 
     fn parent(&self, mut location: Location) -> Result<Location> {
@@ -359,9 +360,10 @@ impl Vfs {
         }
         let mut current = if path.starts_with('/') { self.root()? } else { start };
         let must_be_directory = path.ends_with('/');
-        let components: Vec<&str> = path.split('/').filter(|component| !component.is_empty()).collect();
-        // Whether `current` is a directory, when the previous step already read its inode
-        // (following a name reads it), so each component costs one inode read, not two.
+        let mut components = path.split('/').filter(|component| !component.is_empty()).peekable();
+        // Whether `current` is a directory, when the previous step learned its type (from
+        // the dentry cache, or by reading its inode to see whether it is a symbolic link),
+        // so a cached component costs no inode read.
         let mut known_directory: Option<bool> = None;
         let is_directory = |vfs: &Self, location: Location, known: Option<bool>| -> Result<bool> {
             match known {
@@ -369,12 +371,12 @@ impl Vfs {
                 None => Ok(vfs.metadata_at(location)?.is_directory()),
             }
         };
-        for (index, component) in components.iter().enumerate() {
-            let last = index + 1 == components.len();
+        while let Some(component) = components.next() {
+            let last = components.peek().is_none();
             if !is_directory(self, current, known_directory.take())? {
                 return Err(Errno::ENOTDIR);
             }
-            current = match *component {
+            current = match component {
                 "." => {
                     known_directory = Some(true);
                     current
@@ -382,11 +384,22 @@ impl Vfs {
                 ".." => self.parent(current)?,
                 name => {
                     check_name_length(name)?;
-                    let child = self.cross_mounts(self.lookup_raw(current, name)?)?;
+                    let (found, kind) = self.lookup_raw(current, name)?;
+                    let child = self.cross_mounts(found)?;
+                    // A mount's root stands in for the name: its type is read if needed.
+                    let kind = if child == found { kind } else { None };
                     if !last || follow_last || must_be_directory {
-                        let (target, kind) = self.follow(current, child, depth)?;
-                        known_directory = kind.map(|kind| kind == FileType::Directory);
-                        target
+                        match kind {
+                            Some(kind) if kind != FileType::Symlink => {
+                                known_directory = Some(kind == FileType::Directory);
+                                child
+                            }
+                            _ => {
+                                let (target, kind) = self.follow(current, child, depth)?;
+                                known_directory = kind.map(|kind| kind == FileType::Directory);
+                                target
+                            }
+                        }
                     } else {
                         child
                     }
@@ -461,7 +474,7 @@ impl Vfs {
                     }
                     let mount = self.writable_mount(parent)?;
                     let inode = mount.file_system.create(parent.inode, &name, FileType::Regular, permissions & 0o7777, 0, 0)?;
-                    self.set_dentry(parent, &name, Some(inode));
+                    self.set_dentry(parent, &name, Some((inode, FileType::Regular)));
                     Location { mount: parent.mount, inode }
                 }
             }
@@ -612,7 +625,7 @@ impl Vfs {
         }
         let mount = self.writable_mount(parent)?;
         let inode = mount.file_system.create(parent.inode, &name, FileType::Directory, permissions & 0o7777, 0, 0)?;
-        self.set_dentry(parent, &name, Some(inode));
+        self.set_dentry(parent, &name, Some((inode, FileType::Directory)));
         Ok(())
     }
 
@@ -624,7 +637,7 @@ impl Vfs {
             ".." => return Err(Errno::ENOTEMPTY),
             _ => {}
         }
-        let child = self.lookup_raw(parent, &name)?;
+        let (child, _) = self.lookup_raw(parent, &name)?;
         if !self.metadata_at(child)?.is_directory() {
             return Err(Errno::ENOTDIR);
         }
@@ -643,7 +656,7 @@ impl Vfs {
         if name == "." || name == ".." {
             return Err(Errno::EISDIR);
         }
-        let child = self.lookup_raw(parent, &name)?;
+        let (child, _) = self.lookup_raw(parent, &name)?;
         if self.metadata_at(child)?.is_directory() {
             return Err(Errno::EISDIR);
         }
@@ -681,14 +694,14 @@ impl Vfs {
         if old_parent.mount != new_parent.mount {
             return Err(Errno::EXDEV);
         }
-        let source = self.lookup_raw(old_parent, &old_name)?;
+        let (source, _) = self.lookup_raw(old_parent, &old_name)?;
         let source_metadata = self.metadata_at(source)?;
         if self.is_mountpoint(source) {
             return Err(Errno::EBUSY);
         }
         let mount = self.writable_mount(old_parent)?;
         let replaced = match self.lookup_raw(new_parent, &new_name) {
-            Ok(target) => {
+            Ok((target, _)) => {
                 if target == source {
                     return Ok(());
                 }
@@ -711,7 +724,7 @@ impl Vfs {
         }
         mount.file_system.rename(old_parent.inode, &old_name, new_parent.inode, &new_name)?;
         self.set_dentry(old_parent, &old_name, None);
-        self.set_dentry(new_parent, &new_name, Some(source.inode));
+        self.set_dentry(new_parent, &new_name, Some((source.inode, source_metadata.kind)));
         if let Some(target) = replaced {
             self.release_if_unreferenced(target)?;
         }
@@ -721,7 +734,8 @@ impl Vfs {
     /// `link`: a new name for an existing non-directory (a final symbolic link is not followed).
     pub fn link(&self, cwd: Option<Location>, existing: &str, new_path: &str) -> Result<()> {
         let source = self.resolve(cwd, existing, false)?;
-        if self.metadata_at(source)?.is_directory() {
+        let source_kind = self.metadata_at(source)?.kind;
+        if source_kind == FileType::Directory {
             return Err(Errno::EPERM);
         }
         let (parent, name) = self.resolve_parent(cwd, new_path)?;
@@ -738,7 +752,7 @@ impl Vfs {
         }
         let mount = self.writable_mount(parent)?;
         mount.file_system.link(parent.inode, &name, source.inode)?;
-        self.set_dentry(parent, &name, Some(source.inode));
+        self.set_dentry(parent, &name, Some((source.inode, source_kind)));
         Ok(())
     }
 
@@ -761,7 +775,7 @@ impl Vfs {
         }
         let mount = self.writable_mount(parent)?;
         let inode = mount.file_system.symlink(parent.inode, &name, target, 0, 0)?;
-        self.set_dentry(parent, &name, Some(inode));
+        self.set_dentry(parent, &name, Some((inode, FileType::Symlink)));
         Ok(())
     }
 
@@ -852,4 +866,4 @@ impl Vfs {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

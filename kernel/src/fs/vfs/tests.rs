@@ -200,6 +200,89 @@ fn dentry_cache_answers_repeat_and_missing_lookups() {
     assert_eq!(vfs.stat(None, "/absent").unwrap().size, 3, "creation replaces the negative entry");
 }
 
+/// Checks that the file types the dentry cache keeps follow the names: a name that was a
+/// file becomes a directory, a symbolic link, a file again; each time it is walked through
+/// (with every step cached) after the change. Shared with the ext2 tests.
+pub(crate) fn check_cached_types_follow_changes(vfs: &Vfs) {
+    vfs.write_file(None, "/x", b"file", false).unwrap();
+    assert_eq!(vfs.stat(None, "/x/y").err(), Some(Errno::ENOTDIR), "/x cached as a file");
+    assert_eq!(vfs.stat(None, "/x/").err(), Some(Errno::ENOTDIR));
+    vfs.unlink(None, "/x").unwrap();
+    vfs.mkdir(None, "/x", 0o755).unwrap();
+    vfs.write_file(None, "/x/y", b"in x", false).unwrap();
+    assert_eq!(vfs.read_to_end(None, "/x/y").unwrap(), b"in x", "a directory after unlink and mkdir");
+    assert!(vfs.stat(None, "/x/").unwrap().is_directory());
+
+    // A directory renamed onto a name cached as missing, and away from its old name.
+    vfs.mkdir(None, "/d", 0o755).unwrap();
+    vfs.write_file(None, "/d/f", b"in d", false).unwrap();
+    assert_eq!(vfs.stat(None, "/e/f").err(), Some(Errno::ENOENT));
+    vfs.rename(None, "/d", "/e").unwrap();
+    assert_eq!(vfs.read_to_end(None, "/e/f").unwrap(), b"in d");
+    assert_eq!(vfs.stat(None, "/d/f").err(), Some(Errno::ENOENT));
+
+    // The directory name becomes a symbolic link: walks follow it.
+    vfs.unlink(None, "/x/y").unwrap();
+    vfs.rmdir(None, "/x").unwrap();
+    vfs.symlink(None, "/e", "/x").unwrap();
+    assert_eq!(vfs.lstat(None, "/x").unwrap().kind, FileType::Symlink);
+    assert_eq!(vfs.read_to_end(None, "/x/f").unwrap(), b"in d", "walks through the new link");
+    assert!(vfs.stat(None, "/x").unwrap().is_directory());
+
+    // A file renamed over the link: the name is a file again.
+    vfs.write_file(None, "/g", b"g", false).unwrap();
+    vfs.rename(None, "/g", "/x").unwrap();
+    assert_eq!(vfs.lstat(None, "/x").unwrap().kind, FileType::Regular);
+    assert_eq!(vfs.stat(None, "/x/f").err(), Some(Errno::ENOTDIR));
+    assert_eq!(vfs.stat(None, "/x/").err(), Some(Errno::ENOTDIR), "the cached type is the file's");
+    assert_eq!(vfs.read_to_end(None, "/x").unwrap(), b"g");
+
+    // A file renamed over a file: the target name takes the source's inode and type.
+    vfs.mkdir(None, "/e/sub", 0o755).unwrap();
+    vfs.rename(None, "/x", "/e/f").unwrap();
+    assert_eq!(vfs.read_to_end(None, "/e/f").unwrap(), b"g");
+    assert_eq!(vfs.stat(None, "/x").err(), Some(Errno::ENOENT));
+
+    // A hard link keeps the type; removing a directory leaves a negative entry.
+    vfs.link(None, "/e/f", "/h").unwrap();
+    assert_eq!(vfs.stat(None, "/h/").err(), Some(Errno::ENOTDIR));
+    assert_eq!(vfs.stat(None, "/h").unwrap().inode, vfs.stat(None, "/e/f").unwrap().inode);
+    vfs.rmdir(None, "/e/sub").unwrap();
+    assert_eq!(vfs.stat(None, "/e/sub/").err(), Some(Errno::ENOENT));
+    vfs.write_file(None, "/e/sub", b"now a file", false).unwrap();
+    assert_eq!(vfs.stat(None, "/e/sub/").err(), Some(Errno::ENOTDIR));
+    assert_eq!(vfs.stat(None, "/e/sub").unwrap().kind, FileType::Regular);
+}
+
+#[test]
+fn cached_file_types_follow_unlink_rename_and_symlinks() {
+    check_cached_types_follow_changes(&fresh());
+    // The same with a cache so small that entries are evicted on the way.
+    let vfs = Vfs::with_dentry_capacity(2);
+    vfs.mount("rootfs", "/", Arc::new(RamFs::new(clock, 1 << 20)), false).unwrap();
+    check_cached_types_follow_changes(&vfs);
+}
+
+#[test]
+fn walk_through_cached_names_reads_no_inodes_of_intermediate_directories() {
+    let vfs = fresh();
+    vfs.mkdir(None, "/a", 0o755).unwrap();
+    vfs.mkdir(None, "/a/b", 0o755).unwrap();
+    vfs.write_file(None, "/a/b/c", b"c", false).unwrap();
+    vfs.stat(None, "/a/b/c").unwrap();
+    let before = vfs.dentry_statistics();
+    assert_eq!(vfs.lstat(None, "/a/b/c").unwrap().size, 1);
+    let after = vfs.dentry_statistics();
+    assert_eq!((after.hits - before.hits, after.misses - before.misses), (3, 0), "every component from the cache");
+    // A mount over a cached directory is still crossed.
+    vfs.mount("none", "/a/b", Arc::new(RamFs::new(clock, 1 << 20)), false).unwrap();
+    assert_eq!(vfs.stat(None, "/a/b/c").err(), Some(Errno::ENOENT));
+    vfs.write_file(None, "/a/b/c", b"on the mount", false).unwrap();
+    assert_eq!(vfs.read_to_end(None, "/a/b/c").unwrap(), b"on the mount");
+    vfs.unmount("/a/b").unwrap();
+    assert_eq!(vfs.read_to_end(None, "/a/b/c").unwrap(), b"c");
+}
+
 #[test]
 fn truncate_metadata_changes_and_space_limits() {
     let vfs = Vfs::new();
