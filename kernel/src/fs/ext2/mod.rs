@@ -167,12 +167,52 @@ struct RawEntry {
     inode: u32,
     record_length: usize,
     name_length: usize,
-    type_code: u8,
     name: Vec<u8>,
+}
+
+/// A directory entry as it lies in its block, the name borrowed from the block.
+struct EntryView<'a> {
+    logical_block: u64,
+    offset: usize,
+    inode: u32,
+    record_length: usize,
+    name_length: usize,
+    type_code: u8,
+    name: &'a [u8],
+}
+
+impl EntryView<'_> {
+    fn to_raw(&self) -> RawEntry {
+        RawEntry {
+            logical_block: self.logical_block,
+            offset: self.offset,
+            inode: self.inode,
+            record_length: self.record_length,
+            name_length: self.name_length,
+            name: self.name.to_vec(),
+        }
+    }
 }
 
 fn entry_length(name_length: usize) -> usize {
     (8 + name_length + 3) & !3
+}
+
+/// Inodes the mount keeps parsed in memory (slots of [`State::inodes`]).
+pub const INODE_CACHE_SLOTS: usize = 2048;
+
+/// Where a logical block's pointer is: the `i_block` slot, then the index into each level
+/// of indirect block (`depth` of them).
+struct BlockPath {
+    slot: usize,
+    indexes: [u64; 3],
+    depth: usize,
+}
+
+impl BlockPath {
+    fn indexes(&self) -> &[u64] {
+        &self.indexes[..self.depth]
+    }
 }
 
 struct State {
@@ -182,6 +222,11 @@ struct State {
     groups: Vec<u8>,
     read_only: bool,
     clock: Clock,
+    /// Copies of inodes as they are in the inode table, so reading one (a `stat`, each
+    /// file operation) needs no page-cache lookup: direct-mapped, inode `n` in slot
+    /// `n % INODE_CACHE_SLOTS`. Every inode write goes through [`State::write_inode`],
+    /// which updates the copy, so it never differs from the table.
+    inodes: Vec<Option<Inode>>,
 }
 
 /// A mounted ext2 file system.
@@ -314,25 +359,53 @@ impl State {
         Ok(table * self.geometry.block_size + index * u64::from(self.geometry.inode_size))
     }
 
-    fn read_inode_raw(&self, number: u32) -> Result<Inode> {
+    /// The inode-table bytes of inode `number`, from the inode cache or the page cache.
+    fn cached_inode(&mut self, number: u32) -> Result<&Inode> {
         let position = self.inode_position(number)?;
-        let mut raw = vec![0u8; self.geometry.inode_size as usize];
-        self.cache.read(position, &mut raw)?;
-        Ok(Inode { number, raw })
+        let slot = number as usize % INODE_CACHE_SLOTS;
+        if self.inodes[slot].as_ref().is_none_or(|cached| cached.number != number) {
+            let mut raw = vec![0u8; self.geometry.inode_size as usize];
+            self.cache.read(position, &mut raw)?;
+            self.inodes[slot] = Some(Inode { number, raw });
+        }
+        self.inodes[slot].as_ref().ok_or(Errno::EIO)
     }
 
-    /// Reads an inode that a name or handle refers to: it must be in use.
-    fn read_inode(&self, number: u32) -> Result<Inode> {
-        let inode = self.read_inode_raw(number)?;
+    fn read_inode_raw(&mut self, number: u32) -> Result<Inode> {
+        self.cached_inode(number).cloned()
+    }
+
+    /// An inode that a name or handle refers to, checked to be in use.
+    fn inode_in_use(&mut self, number: u32) -> Result<&Inode> {
+        let inode = self.cached_inode(number)?;
         if inode.kind().is_none() || (inode.links() == 0 && inode.raw.u32_at(inode::DELETION_TIME) != 0) {
             return Err(corrupt(format_args!("inode {} is not in use (mode {:#o})", number, inode.mode())));
         }
         Ok(inode)
     }
 
-    fn write_inode(&self, inode: &Inode) -> Result<()> {
+    /// Reads an inode that a name or handle refers to: it must be in use.
+    fn read_inode(&mut self, number: u32) -> Result<Inode> {
+        self.inode_in_use(number).cloned()
+    }
+
+    fn write_inode(&mut self, inode: &Inode) -> Result<()> {
         let position = self.inode_position(inode.number)?;
-        self.cache.write(position, &inode.raw)
+        let slot = inode.number as usize % INODE_CACHE_SLOTS;
+        match self.cache.write(position, &inode.raw) {
+            Ok(()) => {
+                match &mut self.inodes[slot] {
+                    Some(cached) if cached.number == inode.number => cached.raw.copy_from_slice(&inode.raw),
+                    other => *other = Some(inode.clone()),
+                }
+                Ok(())
+            }
+            Err(error) => {
+                // The table may hold part of the write: read it again next time.
+                self.inodes[slot] = None;
+                Err(error)
+            }
+        }
     }
 
     // ---- allocation ---------------------------------------------------------------------
@@ -461,23 +534,28 @@ impl State {
 
     /// The path through the block map to `logical`: the `i_block` slot, then indexes into
     /// each level of indirect block.
-    fn block_path(&self, logical: u64) -> Result<(usize, Vec<u64>)> {
+    fn block_path(&self, logical: u64) -> Result<BlockPath> {
         let per = self.geometry.pointers_per_block();
+        let path = |slot, indexes: &[u64]| {
+            let mut path = BlockPath { slot, indexes: [0; 3], depth: indexes.len() };
+            path.indexes[..indexes.len()].copy_from_slice(indexes);
+            path
+        };
         let mut rest = logical;
         if rest < DIRECT_BLOCKS as u64 {
-            return Ok((rest as usize, Vec::new()));
+            return Ok(path(rest as usize, &[]));
         }
         rest -= DIRECT_BLOCKS as u64;
         if rest < per {
-            return Ok((12, vec![rest]));
+            return Ok(path(12, &[rest]));
         }
         rest -= per;
         if rest < per * per {
-            return Ok((13, vec![rest / per, rest % per]));
+            return Ok(path(13, &[rest / per, rest % per]));
         }
         rest -= per * per;
         if rest < per * per * per {
-            return Ok((14, vec![rest / (per * per), (rest / per) % per, rest % per]));
+            return Ok(path(14, &[rest / (per * per), (rest / per) % per, rest % per]));
         }
         Err(Errno::EFBIG)
     }
@@ -485,7 +563,8 @@ impl State {
     /// The physical block of `logical` in `inode` (`None`: a hole), allocating the block and
     /// any indirect blocks on the way if `allocate`.
     fn map_block(&mut self, inode: &mut Inode, logical: u64, allocate: bool) -> Result<Option<u32>> {
-        let (slot, indexes) = self.block_path(logical)?;
+        let path = self.block_path(logical)?;
+        let (slot, indexes) = (path.slot, path.indexes());
         let goal = (inode.number - 1) / self.geometry.inodes_per_group;
         let mut block = inode.block_pointer(slot);
         if block == 0 {
@@ -498,7 +577,7 @@ impl State {
         } else {
             self.check_data_block(block, "mapped")?;
         }
-        for index in indexes {
+        for &index in indexes {
             let offset = index as usize * 4;
             let mut pointer = [0u8; 4];
             self.cache.read(u64::from(block) * self.geometry.block_size + offset as u64, &mut pointer)?;
@@ -523,7 +602,8 @@ impl State {
     /// Like [`Self::map_block`] without allocating, remembering the indirect blocks last
     /// read at each level in `memo` (valid while the state lock is held).
     fn lookup_block(&self, inode: &Inode, logical: u64, memo: &mut [Option<(u32, Vec<u8>)>; 3]) -> Result<Option<u32>> {
-        let (slot, indexes) = self.block_path(logical)?;
+        let path = self.block_path(logical)?;
+        let (slot, indexes) = (path.slot, path.indexes());
         let mut block = inode.block_pointer(slot);
         if block == 0 {
             return Ok(None);
@@ -714,7 +794,14 @@ impl State {
 
     // ---- directories -----------------------------------------------------------------------
 
-    fn entries(&mut self, directory: &mut Inode) -> Result<Vec<RawEntry>> {
+    /// Visits every entry of `directory` in order, each checked before `visit` sees it,
+    /// reading the blocks into one buffer (no allocation per entry); stops at the first
+    /// `Some` that `visit` returns and returns it.
+    fn scan_entries<T>(
+        &mut self,
+        directory: &mut Inode,
+        mut visit: impl FnMut(&mut Self, &EntryView<'_>) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
         if directory.kind() != Some(FileType::Directory) {
             return Err(Errno::ENOTDIR);
         }
@@ -723,12 +810,12 @@ impl State {
         if directory.size() % block_size as u64 != 0 || blocks > MAX_DIRECTORY_BLOCKS {
             return Err(corrupt(format_args!("directory {} has size {}", directory.number, directory.size())));
         }
-        let mut entries = Vec::new();
+        let mut data = vec![0u8; block_size];
         for logical in 0..blocks {
             let Some(block) = self.map_block(directory, logical, false)? else {
                 return Err(corrupt(format_args!("directory {} has a hole at block {}", directory.number, logical)));
             };
-            let data = self.read_block(block)?;
+            self.cache.read(u64::from(block) * self.geometry.block_size, &mut data)?;
             let mut offset = 0;
             while offset < block_size {
                 if offset + 8 > block_size {
@@ -754,16 +841,30 @@ impl State {
                         directory.number, inode
                     )));
                 }
-                let name = data[offset + 8..offset + 8 + name_length.min(record_length - 8)].to_vec();
-                entries.push(RawEntry { logical_block: logical, offset, inode, record_length, name_length, type_code, name });
+                let name = &data[offset + 8..offset + 8 + name_length.min(record_length - 8)];
+                let entry = EntryView { logical_block: logical, offset, inode, record_length, name_length, type_code, name };
+                if let Some(found) = visit(self, &entry)? {
+                    return Ok(Some(found));
+                }
                 offset += record_length;
             }
         }
+        Ok(None)
+    }
+
+    fn entries(&mut self, directory: &mut Inode) -> Result<Vec<RawEntry>> {
+        let mut entries = Vec::new();
+        self.scan_entries(directory, |_, entry| {
+            entries.push(entry.to_raw());
+            Ok(None::<()>)
+        })?;
         Ok(entries)
     }
 
+    /// The entry named `name` (the scan stops there).
     fn find_entry(&mut self, directory: &mut Inode, name: &str) -> Result<RawEntry> {
-        self.entries(directory)?.into_iter().find(|entry| entry.inode != 0 && entry.name == name.as_bytes()).ok_or(Errno::ENOENT)
+        let name = name.as_bytes();
+        self.scan_entries(directory, |_, entry| Ok((entry.inode != 0 && entry.name == name).then(|| entry.to_raw())))?.ok_or(Errno::ENOENT)
     }
 
     fn directory_block(&mut self, directory: &mut Inode, logical: u64) -> Result<(u32, Vec<u8>)> {
@@ -854,11 +955,14 @@ impl State {
     }
 
     fn is_empty_directory(&mut self, directory: &mut Inode) -> Result<bool> {
-        Ok(self.entries(directory)?.iter().all(|entry| entry.inode == 0 || entry.name == b"." || entry.name == b".."))
+        let other =
+            self.scan_entries(directory, |_, entry| Ok((entry.inode != 0 && entry.name != b"." && entry.name != b"..").then_some(())))?;
+        Ok(other.is_none())
     }
 
-    fn kind_of_entry(&self, entry: &RawEntry) -> Result<FileType> {
-        let from_code = match entry.type_code {
+    /// The type of an entry's inode: from the entry's type code, else from the inode.
+    fn kind_of_entry(&mut self, inode: u32, type_code: u8) -> Result<FileType> {
+        let from_code = match type_code {
             1 => Some(FileType::Regular),
             2 => Some(FileType::Directory),
             3 => Some(FileType::CharacterDevice),
@@ -870,7 +974,7 @@ impl State {
         };
         match from_code {
             Some(kind) => Ok(kind),
-            None => self.read_inode(entry.inode)?.kind().ok_or(Errno::EUCLEAN),
+            None => self.inode_in_use(inode)?.kind().ok_or(Errno::EUCLEAN),
         }
     }
 
@@ -971,7 +1075,7 @@ impl Ext2 {
         if let Some(reason) = &read_only_reason {
             log::warn!("EXT2-fs: {}; mounting read-only", reason);
         }
-        let state = State { cache, geometry, superblock: sb, groups, read_only, clock };
+        let mut state = State { cache, geometry, superblock: sb, groups, read_only, clock, inodes: vec![None; INODE_CACHE_SLOTS] };
         let root = state.read_inode(ROOT_INODE).map_err(|errno| refuse(errno, "the root inode is not in use".to_string()))?;
         if root.kind() != Some(FileType::Directory) {
             return Err(refuse(Errno::EUCLEAN, "the root inode is not a directory".to_string()));
@@ -1126,8 +1230,9 @@ impl FileSystem for Ext2 {
     }
 
     fn metadata(&self, number: InodeNumber) -> Result<Metadata> {
-        let state = self.state.lock();
-        let inode = state.read_inode(State::inode_number(number)?)?;
+        let mut state = self.state.lock();
+        let block_size = state.geometry.block_size as u32;
+        let inode = state.inode_in_use(State::inode_number(number)?)?;
         let time = |offset| i64::from(inode.raw.u32_at(offset));
         Ok(Metadata {
             inode: number,
@@ -1138,7 +1243,7 @@ impl FileSystem for Ext2 {
             gid: inode.gid(),
             size: inode.size(),
             blocks: u64::from(inode.sectors()),
-            block_size: state.geometry.block_size as u32,
+            block_size,
             access_time: time(inode::ACCESS_TIME),
             modification_time: time(inode::MODIFICATION_TIME),
             change_time: time(inode::CHANGE_TIME),
@@ -1173,14 +1278,25 @@ impl FileSystem for Ext2 {
         self.with_inode(directory, |state, inode| Ok(InodeNumber::from(state.find_entry(inode, name)?.inode)))
     }
 
+    fn lookup_with_kind(&self, directory: InodeNumber, name: &str) -> Result<(InodeNumber, FileType)> {
+        self.with_inode(directory, |state, inode| {
+            let number = state.find_entry(inode, name)?.inode;
+            let kind = state.inode_in_use(number)?.kind().ok_or(Errno::EUCLEAN)?;
+            Ok((InodeNumber::from(number), kind))
+        })
+    }
+
     fn read_directory(&self, directory: InodeNumber) -> Result<Vec<DirectoryEntry>> {
         self.with_inode(directory, |state, inode| {
-            let entries = state.entries(inode)?;
             let mut listing = Vec::new();
-            for entry in entries.iter().filter(|entry| entry.inode != 0) {
-                let name = String::from_utf8_lossy(&entry.name).into_owned();
-                listing.push(DirectoryEntry { name, inode: InodeNumber::from(entry.inode), kind: state.kind_of_entry(entry)? });
-            }
+            state.scan_entries(inode, |state, entry| {
+                if entry.inode != 0 {
+                    let kind = state.kind_of_entry(entry.inode, entry.type_code)?;
+                    let name = String::from_utf8_lossy(entry.name).into_owned();
+                    listing.push(DirectoryEntry { name, inode: InodeNumber::from(entry.inode), kind });
+                }
+                Ok(None::<()>)
+            })?;
             Ok(listing)
         })
     }

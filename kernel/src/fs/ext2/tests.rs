@@ -362,6 +362,72 @@ fn metadata_survives_and_unsupported_features_are_handled() {
     );
 }
 
+#[test]
+fn cached_inodes_and_dentry_types_follow_changes() {
+    if !have_e2fsprogs() {
+        return;
+    }
+    let scratch = Scratch::new("caches");
+    // 4 groups of 1024 inodes: directories spread over the groups, so inode numbers
+    // INODE_CACHE_SLOTS apart (sharing an inode-cache slot) appear.
+    let bytes = make_image(&scratch, 1024, 32768, None);
+    let (disk, _ext2, vfs) = mount_image(bytes);
+    crate::fs::vfs::tests::check_cached_types_follow_changes(&vfs);
+
+    let mut paths = vec![String::from("/")];
+    for group in 0..8 {
+        vfs.mkdir(None, &format!("/g{group}"), 0o755).unwrap();
+        paths.push(format!("/g{group}"));
+        for file in 0..3 {
+            vfs.write_file(None, &format!("/g{group}/f{file}"), b"", false).unwrap();
+            paths.push(format!("/g{group}/f{file}"));
+        }
+    }
+    let inode_of = |path: &str| vfs.stat(None, path).unwrap().inode as usize;
+    let mut colliding = Vec::new();
+    for (index, first) in paths.iter().enumerate() {
+        for second in &paths[index + 1..] {
+            if inode_of(first) % INODE_CACHE_SLOTS == inode_of(second) % INODE_CACHE_SLOTS {
+                colliding.push((first.clone(), second.clone()));
+            }
+        }
+    }
+    assert!(!colliding.is_empty(), "inodes sharing a cache slot: {:?}", paths.iter().map(|path| inode_of(path)).collect::<Vec<_>>());
+    // Changes to one inode of a pair, read back alternately with the other.
+    for (round, (first, second)) in colliding.iter().enumerate() {
+        let permissions = 0o600 + round as u16;
+        vfs.set_metadata(None, first, &MetadataChanges { permissions: Some(permissions), ..MetadataChanges::default() }).unwrap();
+        let second_before = vfs.stat(None, second).unwrap();
+        assert_eq!(vfs.stat(None, first).unwrap().permissions, permissions, "{first}");
+        if !vfs.stat(None, second).unwrap().is_directory() {
+            vfs.write_file(None, second, &pattern(3000 + round, 9), false).unwrap();
+            assert_eq!(vfs.stat(None, second).unwrap().size, 3000 + round as u64, "{second}");
+        } else {
+            assert_eq!(vfs.stat(None, second).unwrap(), second_before, "{second} unchanged");
+        }
+        assert_eq!(vfs.stat(None, first).unwrap().permissions, permissions, "{first} after {second}");
+    }
+    // An inode freed and reused: the new file's attributes, not the old one's.
+    let old = vfs.stat(None, "/g1/f0").unwrap();
+    vfs.unlink(None, "/g1/f0").unwrap();
+    vfs.mkdir(None, "/g1/reused", 0o700).unwrap();
+    let new = vfs.stat(None, "/g1/reused").unwrap();
+    assert_eq!(new.inode, old.inode, "the freed inode number is taken again");
+    assert!(new.is_directory() && new.permissions == 0o700 && new.links == 2);
+    paths.retain(|path| path != "/g1/f0");
+    paths.push(String::from("/g1/reused"));
+    let seen: Vec<Metadata> = paths.iter().map(|path| vfs.stat(None, path).unwrap()).collect();
+    vfs.unmount_all().unwrap();
+    let image = disk.snapshot();
+    let (clean, report) = e2fsck(&scratch, &image);
+    assert!(clean, "e2fsck found problems:\n{report}");
+    // What the caches showed is what is on the disk.
+    let (_disk, _ext2, remounted) = mount_image(image);
+    for (path, seen) in paths.iter().zip(&seen) {
+        assert_eq!(&remounted.stat(None, path).unwrap(), seen, "{path}");
+    }
+}
+
 fn mount_error(bytes: Vec<u8>) -> MountError {
     let disk = Arc::new(RamDisk::from_vec("ram0", 512, bytes.clone()));
     let result = Ext2::mount(PageCache::with_clock(disk.clone(), 64, || 0), false, clock);
