@@ -54,6 +54,11 @@ pub struct DentryCache {
     by_age: BTreeMap<u64, DentryKey>,
     clock: u64,
     statistics: DentryStatistics,
+    /// Directories something is mounted on (how many mounts), so a walk learns whether a
+    /// name leads to a mount point under the same lock as the name (Linux's
+    /// `DCACHE_MOUNTED`). The VFS marks a directory before the mount appears and unmarks
+    /// it after the mount is gone, so the marks always cover every mount point.
+    mountpoints: BTreeMap<(u32, InodeNumber), usize>,
 }
 
 /// What the cache knows about a name.
@@ -83,14 +88,35 @@ impl DentryCache {
             by_age: BTreeMap::new(),
             clock: 0,
             statistics: DentryStatistics { hits: 0, negative_hits: 0, misses: 0, evictions: 0 },
+            mountpoints: BTreeMap::new(),
         }
     }
 
-    /// Forgets everything.
+    /// Forgets every name (the mount point marks stay).
     pub fn remove_all(&mut self) {
         self.directories.clear();
         self.by_age.clear();
         self.count = 0;
+    }
+
+    /// Marks inode `inode` of mount `mount` as having one more mount on it.
+    pub fn add_mountpoint(&mut self, mount: u32, inode: InodeNumber) {
+        *self.mountpoints.entry((mount, inode)).or_insert(0) += 1;
+    }
+
+    /// Takes back one [`Self::add_mountpoint`].
+    pub fn remove_mountpoint(&mut self, mount: u32, inode: InodeNumber) {
+        if let Some(count) = self.mountpoints.get_mut(&(mount, inode)) {
+            *count -= 1;
+            if *count == 0 {
+                self.mountpoints.remove(&(mount, inode));
+            }
+        }
+    }
+
+    /// Whether something may be mounted on inode `inode` of mount `mount`.
+    pub fn is_mountpoint(&self, mount: u32, inode: InodeNumber) -> bool {
+        !self.mountpoints.is_empty() && self.mountpoints.contains_key(&(mount, inode))
     }
 
     /// Looks `name` up in `directory` of `mount`, marking it recently used.
@@ -261,5 +287,19 @@ mod tests {
         cache.remove_all();
         assert!(cache.is_empty());
         assert_eq!(cache.lookup(1, 9, "s"), CachedLookup::Unknown);
+    }
+
+    #[test]
+    fn mount_point_marks_count_stacked_mounts() {
+        let mut cache = DentryCache::new(4);
+        assert!(!cache.is_mountpoint(1, 5));
+        cache.add_mountpoint(1, 5);
+        cache.add_mountpoint(1, 5);
+        assert!(cache.is_mountpoint(1, 5) && !cache.is_mountpoint(1, 6) && !cache.is_mountpoint(2, 5));
+        cache.remove_mountpoint(1, 5);
+        assert!(cache.is_mountpoint(1, 5), "one mount is still there");
+        cache.remove_mountpoint(1, 5);
+        cache.remove_mountpoint(1, 5);
+        assert!(!cache.is_mountpoint(1, 5));
     }
 }

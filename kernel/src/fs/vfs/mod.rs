@@ -143,14 +143,20 @@ impl Vfs {
 
     /// The root directory; `ENOENT` before anything is mounted at `/`.
     pub fn root(&self) -> Result<Location> {
-        let root = self.mounts.lock().mounts.iter().find(|mount| mount.mountpoint.is_none()).cloned().ok_or(Errno::ENOENT)?;
-        self.cross_mounts(Location { mount: root.id, inode: root.file_system.root() })
+        let table = self.mounts.lock();
+        let root = table.mounts.iter().find(|mount| mount.mountpoint.is_none()).ok_or(Errno::ENOENT)?;
+        let location = Location { mount: root.id, inode: root.file_system.root() };
+        Self::cross_mounts_in(&table, location)
     }
 
     /// Mounts `file_system` at the absolute path `target` (the first mount must be `/`).
     /// Returns the mount's identifier.
     pub fn mount(&self, source: &str, target: &str, file_system: Arc<dyn FileSystem>, read_only: bool) -> Result<u32> {
         let target = normalize_absolute(target)?;
+        // The walk takes a mount's root for a directory without reading it.
+        if !file_system.metadata(file_system.root())?.is_directory() {
+            return Err(Errno::ENOTDIR);
+        }
         let first = self.mounts.lock().mounts.is_empty();
         let mountpoint = if first {
             if target != "/" {
@@ -165,6 +171,9 @@ impl Vfs {
             Some(location)
         };
         let read_only = read_only || file_system.is_read_only();
+        if let Some(point) = mountpoint {
+            self.dentries.lock().add_mountpoint(point.mount, point.inode);
+        }
         let mut table = self.mounts.lock();
         let id = table.next_id;
         table.next_id += 1;
@@ -189,7 +198,11 @@ impl Vfs {
         }
         mount.file_system.unmount()?;
         self.mounts.lock().mounts.retain(|other| other.id != mount.id);
-        self.dentries.lock().remove_mount(mount.id);
+        let mut dentries = self.dentries.lock();
+        dentries.remove_mount(mount.id);
+        if let Some(point) = mount.mountpoint {
+            dentries.remove_mountpoint(point.mount, point.inode);
+        }
         Ok(())
     }
 
@@ -202,8 +215,12 @@ impl Vfs {
                 first_error.get_or_insert(error);
             }
         }
-        self.mounts.lock().mounts.clear();
-        self.dentries.lock().remove_all();
+        let removed = core::mem::take(&mut self.mounts.lock().mounts);
+        let mut dentries = self.dentries.lock();
+        dentries.remove_all();
+        for point in removed.iter().filter_map(|mount| mount.mountpoint) {
+            dentries.remove_mountpoint(point.mount, point.inode);
+        }
         first_error.map_or(Ok(()), Err)
     }
 
@@ -239,8 +256,12 @@ impl Vfs {
         self.mounts.lock().mounts.iter().any(|mount| mount.mountpoint == Some(location))
     }
 
-    fn cross_mounts(&self, mut location: Location) -> Result<Location> {
-        let table = self.mounts.lock();
+    fn cross_mounts(&self, location: Location) -> Result<Location> {
+        Self::cross_mounts_in(&self.mounts.lock(), location)
+    }
+
+    /// The root of the mount on top of `location`, if any, with the mount table held.
+    fn cross_mounts_in(table: &MountTable, mut location: Location) -> Result<Location> {
         for _ in 0..=table.mounts.len() {
             match table.mounts.iter().rev().find(|mount| mount.mountpoint == Some(location)) {
                 Some(mount) => location = Location { mount: mount.id, inode: mount.file_system.root() },
@@ -295,20 +316,30 @@ impl Vfs {
     /// The location `name` refers to in `directory`, with its file type when known
     /// (always, unless the file system's names may change behind the cache).
     fn lookup_raw(&self, directory: Location, name: &str) -> Result<(Location, Option<FileType>)> {
-        let mount = self.mount_of(directory.mount)?;
+        self.lookup_entry(directory, name).map(|(location, kind, _)| (location, kind))
+    }
+
+    /// [`Self::lookup_raw`], also telling whether the location may be a mount point (when
+    /// `false`, it certainly is not one).
+    fn lookup_entry(&self, directory: Location, name: &str) -> Result<(Location, Option<FileType>, bool)> {
         let at = |inode| Location { mount: directory.mount, inode };
-        if mount.file_system.dentries_may_change() {
-            return mount.file_system.lookup(directory.inode, name).map(|inode| (at(inode), None));
+        // File systems whose names may change have no dentries, so a hit is never theirs.
+        {
+            let mut dentries = self.dentries.lock();
+            match dentries.lookup(directory.mount, directory.inode, name) {
+                CachedLookup::Found(inode, kind) => return Ok((at(inode), Some(kind), dentries.is_mountpoint(directory.mount, inode))),
+                CachedLookup::Negative => return Err(Errno::ENOENT),
+                CachedLookup::Unknown => {}
+            }
         }
-        match self.dentries.lock().lookup(directory.mount, directory.inode, name) {
-            CachedLookup::Found(inode, kind) => return Ok((at(inode), Some(kind))),
-            CachedLookup::Negative => return Err(Errno::ENOENT),
-            CachedLookup::Unknown => {}
+        let mount = self.mount_of(directory.mount)?;
+        if mount.file_system.dentries_may_change() {
+            return mount.file_system.lookup(directory.inode, name).map(|inode| (at(inode), None, true));
         }
         match mount.file_system.lookup_with_kind(directory.inode, name) {
             Ok((inode, kind)) => {
                 self.dentries.lock().insert(directory.mount, directory.inode, name, Some((inode, kind)));
-                Ok((at(inode), Some(kind)))
+                Ok((at(inode), Some(kind), true))
             }
             Err(Errno::ENOENT) => {
                 self.dentries.lock().insert(directory.mount, directory.inode, name, None);
@@ -358,13 +389,15 @@ impl Vfs {
         if path.len() > PATH_MAX {
             return Err(Errno::ENAMETOOLONG);
         }
-        let mut current = if path.starts_with('/') { self.root()? } else { start };
+        let absolute = path.starts_with('/');
+        let mut current = if absolute { self.root()? } else { start };
         let must_be_directory = path.ends_with('/');
         let mut components = path.split('/').filter(|component| !component.is_empty()).peekable();
         // Whether `current` is a directory, when the previous step learned its type (from
         // the dentry cache, or by reading its inode to see whether it is a symbolic link),
         // so a cached component costs no inode read.
-        let mut known_directory: Option<bool> = None;
+        // The root is a mount's root, a directory (checked when mounted).
+        let mut known_directory: Option<bool> = absolute.then_some(true);
         let is_directory = |vfs: &Self, location: Location, known: Option<bool>| -> Result<bool> {
             match known {
                 Some(answer) => Ok(answer),
@@ -384,8 +417,8 @@ impl Vfs {
                 ".." => self.parent(current)?,
                 name => {
                     check_name_length(name)?;
-                    let (found, kind) = self.lookup_raw(current, name)?;
-                    let child = self.cross_mounts(found)?;
+                    let (found, kind, may_be_mountpoint) = self.lookup_entry(current, name)?;
+                    let child = if may_be_mountpoint { self.cross_mounts(found)? } else { found };
                     // A mount's root stands in for the name: its type is read if needed.
                     let kind = if child == found { kind } else { None };
                     if !last || follow_last || must_be_directory {
