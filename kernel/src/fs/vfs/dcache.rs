@@ -1,8 +1,9 @@
 //! The dentry cache: (directory, name) to inode and file type, with negative entries for names known not to exist, and least-recently-used eviction.
 //!
 //! Each entry's record is an object of the `dentry` slab cache ([`DENTRY_CACHE`]), so
-//! `/proc/slabinfo` counts the cached dentries. Names are kept per directory, so a lookup
-//! borrows the name it is given (no allocation on a hit). The least-recently-used order is
+//! `/proc/slabinfo` counts the cached dentries. Entries are found by (mount, directory,
+//! hash of the name), then the name is compared: a lookup borrows the name it is given (no
+//! allocation) and compares integers on the way down the map. The least-recently-used order is
 //! kept lazily: a hit only stamps the entry, and eviction re-files an entry used since it
 //! was filed, so the entry evicted is always the one least recently used.
 
@@ -46,8 +47,9 @@ pub struct DentryStatistics {
 /// A bounded map of names to inodes (or to "no such name").
 pub struct DentryCache {
     capacity: usize,
-    /// The names cached in each (mount, directory).
-    directories: BTreeMap<(u32, InodeNumber), BTreeMap<String, SlabBox<Dentry>>>,
+    /// The entries by (mount, directory, hash of the name); names with the same hash share
+    /// a bucket.
+    buckets: BTreeMap<BucketKey, Vec<(String, SlabBox<Dentry>)>>,
     /// Entries held.
     count: usize,
     /// Every entry once, under its `filed_at` stamp: the oldest first.
@@ -59,6 +61,15 @@ pub struct DentryCache {
     /// `DCACHE_MOUNTED`). The VFS marks a directory before the mount appears and unmarks
     /// it after the mount is gone, so the marks always cover every mount point.
     mountpoints: BTreeMap<(u32, InodeNumber), usize>,
+    /// The name hash ([`name_hash`]; tests use one that puts every name in one bucket).
+    hash: fn(&str) -> u64,
+}
+
+type BucketKey = (u32, InodeNumber, u64);
+
+/// FNV-1a of a name: spreads names over buckets (collisions only cost a comparison).
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// What the cache knows about a name.
@@ -83,18 +94,23 @@ impl DentryCache {
         let capacity = if capacity == 0 { 1 } else { capacity };
         DentryCache {
             capacity,
-            directories: BTreeMap::new(),
+            buckets: BTreeMap::new(),
             count: 0,
             by_age: BTreeMap::new(),
             clock: 0,
             statistics: DentryStatistics { hits: 0, negative_hits: 0, misses: 0, evictions: 0 },
             mountpoints: BTreeMap::new(),
+            hash: name_hash,
         }
+    }
+
+    fn bucket_key(&self, mount: u32, directory: InodeNumber, name: &str) -> BucketKey {
+        (mount, directory, (self.hash)(name))
     }
 
     /// Forgets every name (the mount point marks stay).
     pub fn remove_all(&mut self) {
-        self.directories.clear();
+        self.buckets.clear();
         self.by_age.clear();
         self.count = 0;
     }
@@ -123,8 +139,12 @@ impl DentryCache {
     pub fn lookup(&mut self, mount: u32, directory: InodeNumber, name: &str) -> CachedLookup {
         self.clock += 1;
         let now = self.clock;
-        match self.directories.get_mut(&(mount, directory)).and_then(|names| names.get_mut(name)) {
-            Some(dentry) => {
+        let found = self
+            .buckets
+            .get_mut(&self.bucket_key(mount, directory, name))
+            .and_then(|bucket| bucket.iter_mut().find(|(held, _)| held == name));
+        match found {
+            Some((_, dentry)) => {
                 dentry.last_used = now;
                 match dentry.target {
                     Some((inode, kind)) => {
@@ -158,7 +178,7 @@ impl DentryCache {
             }
         }
         self.by_age.insert(now, (mount, directory, String::from(name)));
-        self.directories.entry((mount, directory)).or_default().insert(String::from(name), dentry);
+        self.buckets.entry(self.bucket_key(mount, directory, name)).or_default().push((String::from(name), dentry));
         self.count += 1;
     }
 
@@ -166,8 +186,10 @@ impl DentryCache {
     fn evict_oldest(&mut self) -> bool {
         while let Some((filed_at, key)) = self.by_age.pop_first() {
             let (mount, directory, name) = &key;
-            let Some(names) = self.directories.get_mut(&(*mount, *directory)) else { continue };
-            let Some(dentry) = names.get_mut(name.as_str()) else { continue };
+            let bucket_key = self.bucket_key(*mount, *directory, name);
+            let Some(bucket) = self.buckets.get_mut(&bucket_key) else { continue };
+            let Some(position) = bucket.iter().position(|(held, _)| held == name) else { continue };
+            let dentry = &mut bucket[position].1;
             if dentry.last_used != filed_at {
                 // Used since it was filed: file it again under its last use.
                 dentry.filed_at = dentry.last_used;
@@ -175,9 +197,9 @@ impl DentryCache {
                 self.by_age.insert(stamp, key);
                 continue;
             }
-            names.remove(name.as_str());
-            if names.is_empty() {
-                self.directories.remove(&(*mount, *directory));
+            bucket.swap_remove(position);
+            if bucket.is_empty() {
+                self.buckets.remove(&bucket_key);
             }
             self.count -= 1;
             self.statistics.evictions += 1;
@@ -188,25 +210,27 @@ impl DentryCache {
 
     /// Forgets `name` in `directory` of `mount`.
     pub fn remove(&mut self, mount: u32, directory: InodeNumber, name: &str) {
-        let Some(names) = self.directories.get_mut(&(mount, directory)) else { return };
-        if let Some(dentry) = names.remove(name) {
+        let key = self.bucket_key(mount, directory, name);
+        let Some(bucket) = self.buckets.get_mut(&key) else { return };
+        if let Some(position) = bucket.iter().position(|(held, _)| held == name) {
+            let (_, dentry) = bucket.swap_remove(position);
             self.by_age.remove(&dentry.filed_at);
             self.count -= 1;
         }
-        if names.is_empty() {
-            self.directories.remove(&(mount, directory));
+        if bucket.is_empty() {
+            self.buckets.remove(&key);
         }
     }
 
     /// Forgets every entry of mount `mount` (on unmount).
     pub fn remove_mount(&mut self, mount: u32) {
-        let directories: Vec<(u32, InodeNumber)> = self.directories.keys().filter(|key| key.0 == mount).copied().collect();
-        for directory in directories {
-            if let Some(names) = self.directories.remove(&directory) {
-                for dentry in names.values() {
+        let keys: Vec<BucketKey> = self.buckets.range((mount, 0, 0)..=(mount, InodeNumber::MAX, u64::MAX)).map(|(key, _)| *key).collect();
+        for key in keys {
+            if let Some(bucket) = self.buckets.remove(&key) {
+                for (_, dentry) in &bucket {
                     self.by_age.remove(&dentry.filed_at);
                 }
-                self.count -= names.len();
+                self.count -= bucket.len();
             }
         }
     }
@@ -233,9 +257,19 @@ mod tests {
 
     const FILE: FileType = FileType::Regular;
 
+    /// A cache whose names all share one bucket per directory.
+    fn colliding(capacity: usize) -> DentryCache {
+        DentryCache { hash: |_| 7, ..DentryCache::new(capacity) }
+    }
+
     #[test]
     fn positive_negative_and_lru_eviction() {
-        let mut cache = DentryCache::new(2);
+        for cache in [DentryCache::new(2), colliding(2)] {
+            check_positive_negative_and_lru_eviction(cache);
+        }
+    }
+
+    fn check_positive_negative_and_lru_eviction(mut cache: DentryCache) {
         cache.insert(1, 2, "a", Some((10, FILE)));
         cache.insert(1, 2, "b", None);
         assert_eq!(cache.lookup(1, 2, "a"), CachedLookup::Found(10, FILE));
@@ -258,7 +292,12 @@ mod tests {
 
     #[test]
     fn eviction_follows_use_order_across_directories() {
-        let mut cache = DentryCache::new(3);
+        for cache in [DentryCache::new(3), colliding(3)] {
+            check_eviction_follows_use_order_across_directories(cache);
+        }
+    }
+
+    fn check_eviction_follows_use_order_across_directories(mut cache: DentryCache) {
         cache.insert(1, 2, "a", Some((10, FILE)));
         cache.insert(1, 3, "a", Some((11, FILE)));
         cache.insert(1, 4, "a", Some((12, FILE)));
