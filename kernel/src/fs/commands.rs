@@ -182,8 +182,14 @@ pub fn run_ls(context: &Context<'_>, arguments: &Arguments<'_>, out: &mut dyn Wr
         if paths.len() > 1 {
             let _ = writeln!(out, "{}:", path);
         }
-        let mut entries: Vec<DirectoryEntry> = match context.vfs.read_directory(context.cwd, path) {
-            Ok(entries) => entries,
+        // Entries are looked at relative to the directory (as `fstatat` with its descriptor),
+        // not by walking each one's whole path again.
+        let listed = context
+            .vfs
+            .resolve(context.cwd, path, true)
+            .and_then(|directory| context.vfs.read_directory(Some(directory), ".").map(|entries| (directory, entries)));
+        let (directory, mut entries): (_, Vec<DirectoryEntry>) = match listed {
+            Ok(listed) => listed,
             Err(errno) => {
                 let _ = writeln!(out, "ls: cannot open directory '{}': {}", path, errno);
                 result = Err(CommandError::Failed(SOME_FAILED));
@@ -194,7 +200,7 @@ pub fn run_ls(context: &Context<'_>, arguments: &Arguments<'_>, out: &mut dyn Wr
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         for entry in entries {
             if long {
-                match context.vfs.lstat(context.cwd, &join(path, &entry.name)) {
+                match context.vfs.lstat(Some(directory), &entry.name) {
                     Ok(metadata) => long_line(context, path, &entry.name, &metadata, out),
                     Err(errno) => {
                         let _ = writeln!(out, "ls: cannot access '{}': {}", entry.name, errno);
@@ -808,6 +814,27 @@ mod tests {
         assert_eq!(run(&vfs, run_rm, &["rm", "-r", "/a"]).0, Ok(()));
         assert_eq!(run(&vfs, run_ls, &["ls", "/"]).1, "");
         assert_eq!(run(&vfs, run_ls, &["ls", "/missing"]).1, "ls: cannot access '/missing': No such file or directory\n");
+    }
+
+    #[test]
+    fn ls_long_looks_at_entries_relative_to_the_listed_directory() {
+        let vfs = context_vfs();
+        vfs.mkdir(None, "/d", 0o755).unwrap();
+        vfs.write_file(None, "/d/f", b"12345", false).unwrap();
+        vfs.mkdir(None, "/d/sub", 0o700).unwrap();
+        vfs.symlink(None, "/d", "/to-d").unwrap();
+        let expected = run(&vfs, run_ls, &["ls", "-l", "/d"]).1;
+        let lines: Vec<&str> = expected.lines().collect();
+        assert_eq!(lines.len(), 2, "{expected}");
+        assert!(lines[0].starts_with("-rw-r--r--") && lines[0].contains(" 5 ") && lines[0].ends_with(" f"), "{expected}");
+        assert!(lines[1].starts_with("drwx------") && lines[1].ends_with(" sub"), "{expected}");
+        assert_eq!(run(&vfs, run_ls, &["ls", "-l", "/to-d"]).1, expected, "through a link to the directory");
+        let cwd = vfs.resolve(None, "/d/sub", true).unwrap();
+        for path in ["..", "/to-d/sub/.."] {
+            let mut out = String::new();
+            assert_eq!(run_ls(&Context { vfs: &vfs, cwd: Some(cwd) }, &["ls", "-l", path], &mut out), Ok(()));
+            assert_eq!(out, expected, "{path} from /d/sub");
+        }
     }
 
     #[test]
