@@ -200,6 +200,8 @@ fn entry_length(name_length: usize) -> usize {
 
 /// Inodes the mount keeps parsed in memory (slots of [`State::inodes`]).
 pub const INODE_CACHE_SLOTS: usize = 2048;
+/// Directories whose last lookup position is remembered ([`State::find_entry`]).
+const LOOKUP_HINTS: usize = 64;
 
 /// Where a logical block's pointer is: the `i_block` slot, then the index into each level
 /// of indirect block (`depth` of them).
@@ -227,6 +229,9 @@ struct State {
     /// `n % INODE_CACHE_SLOTS`. Every inode write goes through [`State::write_inode`],
     /// which updates the copy, so it never differs from the table.
     inodes: Vec<Option<Inode>>,
+    /// Per directory (direct-mapped by inode number): the logical block where its last
+    /// successful lookup found the name. Only a starting point: a scan visits every block.
+    lookup_hints: [(u32, u64); LOOKUP_HINTS],
 }
 
 /// A mounted ext2 file system.
@@ -800,6 +805,17 @@ impl State {
     fn scan_entries<T>(
         &mut self,
         directory: &mut Inode,
+        visit: impl FnMut(&mut Self, &EntryView<'_>) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        self.scan_entries_from(directory, 0, visit)
+    }
+
+    /// [`Self::scan_entries`] starting at logical block `first_block` (then wrapping around to
+    /// the blocks before it), so every block is still visited once.
+    fn scan_entries_from<T>(
+        &mut self,
+        directory: &mut Inode,
+        first_block: u64,
         mut visit: impl FnMut(&mut Self, &EntryView<'_>) -> Result<Option<T>>,
     ) -> Result<Option<T>> {
         if directory.kind() != Some(FileType::Directory) {
@@ -811,7 +827,8 @@ impl State {
             return Err(corrupt(format_args!("directory {} has size {}", directory.number, directory.size())));
         }
         let mut data = vec![0u8; block_size];
-        for logical in 0..blocks {
+        let first_block = if first_block < blocks { first_block } else { 0 };
+        for logical in (first_block..blocks).chain(0..first_block) {
             let Some(block) = self.map_block(directory, logical, false)? else {
                 return Err(corrupt(format_args!("directory {} has a hole at block {}", directory.number, logical)));
             };
@@ -861,10 +878,25 @@ impl State {
         Ok(entries)
     }
 
-    /// The entry named `name` (the scan stops there).
+    /// The entry named `name` (the scan stops there). The scan starts at the block where
+    /// the directory's last successful lookup ended (Linux's `i_dir_start_lookup`): looking
+    /// up a directory's names in listing order (`ls -l`) then scans a block or so each
+    /// instead of the directory from its start.
     fn find_entry(&mut self, directory: &mut Inode, name: &str) -> Result<RawEntry> {
         let name = name.as_bytes();
-        self.scan_entries(directory, |_, entry| Ok((entry.inode != 0 && entry.name == name).then(|| entry.to_raw())))?.ok_or(Errno::ENOENT)
+        let hint = directory.number as usize % LOOKUP_HINTS;
+        let start = match self.lookup_hints[hint] {
+            (number, block) if number == directory.number => block,
+            _ => 0,
+        };
+        // Names of one directory often share a prefix (`file-001`, `file-002`): the last
+        // byte tells most of them apart before a full comparison.
+        let matches = |held: &[u8]| held.len() == name.len() && held.last() == name.last() && held == name;
+        let entry = self
+            .scan_entries_from(directory, start, |_, entry| Ok((entry.inode != 0 && matches(entry.name)).then(|| entry.to_raw())))?
+            .ok_or(Errno::ENOENT)?;
+        self.lookup_hints[hint] = (directory.number, entry.logical_block);
+        Ok(entry)
     }
 
     fn directory_block(&mut self, directory: &mut Inode, logical: u64) -> Result<(u32, Vec<u8>)> {
@@ -1075,7 +1107,16 @@ impl Ext2 {
         if let Some(reason) = &read_only_reason {
             log::warn!("EXT2-fs: {}; mounting read-only", reason);
         }
-        let mut state = State { cache, geometry, superblock: sb, groups, read_only, clock, inodes: vec![None; INODE_CACHE_SLOTS] };
+        let mut state = State {
+            cache,
+            geometry,
+            superblock: sb,
+            groups,
+            read_only,
+            clock,
+            inodes: vec![None; INODE_CACHE_SLOTS],
+            lookup_hints: [(0, 0); LOOKUP_HINTS],
+        };
         let root = state.read_inode(ROOT_INODE).map_err(|errno| refuse(errno, "the root inode is not in use".to_string()))?;
         if root.kind() != Some(FileType::Directory) {
             return Err(refuse(Errno::EUCLEAN, "the root inode is not a directory".to_string()));

@@ -428,6 +428,50 @@ fn cached_inodes_and_dentry_types_follow_changes() {
     }
 }
 
+#[test]
+fn lookups_find_every_name_whatever_block_the_last_one_ended_in() {
+    if !have_e2fsprogs() {
+        return;
+    }
+    let scratch = Scratch::new("lookup-hints");
+    let source = scratch.0.join("tree");
+    std::fs::create_dir(&source).unwrap();
+    populate(&source);
+    let (_disk, ext2, vfs) = mount_image(make_image(&scratch, 1024, 8192, Some(&source)));
+    let directory = vfs.stat(None, "/many").unwrap().inode;
+    assert!(vfs.stat(None, "/many").unwrap().size >= 4 * 1024, "the directory spans several blocks");
+    let check = |vfs: &Vfs| {
+        let entries: Vec<(String, InodeNumber)> = vfs
+            .read_directory(None, "/many")
+            .unwrap()
+            .into_iter()
+            .filter(|entry| entry.name != "." && entry.name != "..")
+            .map(|entry| (entry.name, entry.inode))
+            .collect();
+        let count = entries.len();
+        let orders: [Vec<usize>; 3] =
+            [(0..count).collect(), (0..count).rev().collect(), (0..count).map(|index| index * 37 % count).collect()];
+        for order in orders {
+            for index in order {
+                let (name, inode) = &entries[index];
+                assert_eq!(ext2.lookup(directory, name), Ok(*inode), "{name}");
+                assert_eq!(ext2.lookup(directory, &format!("{name}x")), Err(Errno::ENOENT));
+            }
+        }
+        entries.len()
+    };
+    assert_eq!(check(&vfs), 150);
+    // Names removed and added: a remembered block is only where a scan starts.
+    for index in (0..150).step_by(3) {
+        vfs.unlink(None, &format!("/many/file-with-a-longish-name-{index:03}")).unwrap();
+    }
+    for index in 0..40 {
+        vfs.write_file(None, &format!("/many/new-{index}"), b"", false).unwrap();
+    }
+    assert_eq!(check(&vfs), 150 - 50 + 40);
+    assert_eq!(ext2.lookup(directory, "file-with-a-longish-name-003"), Err(Errno::ENOENT));
+}
+
 fn mount_error(bytes: Vec<u8>) -> MountError {
     let disk = Arc::new(RamDisk::from_vec("ram0", 512, bytes.clone()));
     let result = Ext2::mount(PageCache::with_clock(disk.clone(), 64, || 0), false, clock);
