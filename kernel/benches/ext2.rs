@@ -140,6 +140,13 @@ fn benches(criterion: &mut Criterion) {
     let small_paths: Vec<String> = (0..SMALL_FILES).map(|index| format!("/small/{index:04}")).collect();
     assert_eq!(warm.read_to_end(None, "/large.bin").unwrap(), ext4.read("/large.bin").unwrap());
 
+    // What every cold iteration pays before reading: a fresh page cache, `Ext2::mount` and
+    // the VFS mount (and dropping the previous iteration's cache).
+    let mut group = criterion.benchmark_group("ext2_mount");
+    group.sample_size(10).measurement_time(Duration::from_secs(2));
+    group.bench_function("hinoki_cold", |bencher| bencher.iter(|| black_box(mount(&disk).root().unwrap())));
+    group.finish();
+
     let mut group = criterion.benchmark_group("ext2_read_16MiB_file");
     group.throughput(Throughput::Bytes(LARGE as u64)).sample_size(10).measurement_time(Duration::from_secs(3));
     group.bench_function("hinoki_cold", |bencher| bencher.iter(|| black_box(mount(&disk).read_to_end(None, "/large.bin").unwrap().len())));
