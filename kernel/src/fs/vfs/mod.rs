@@ -349,8 +349,13 @@ impl Vfs {
         }
     }
 
+    /// Records what `name` in `directory` now is, after a change made through the VFS. Not
+    /// for file systems whose names may change behind the cache: their dentries must never
+    /// exist (a lookup trusts any entry it finds).
     fn set_dentry(&self, directory: Location, name: &str, target: Option<(InodeNumber, FileType)>) {
-        self.dentries.lock().insert(directory.mount, directory.inode, name, target);
+        if self.mount_of(directory.mount).is_ok_and(|mount| !mount.file_system.dentries_may_change()) {
+            self.dentries.lock().insert(directory.mount, directory.inode, name, target);
+        }
     }
 
     fn parent(&self, mut location: Location) -> Result<Location> {

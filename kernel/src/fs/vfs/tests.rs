@@ -283,6 +283,102 @@ fn walk_through_cached_names_reads_no_inodes_of_intermediate_directories() {
     assert_eq!(vfs.read_to_end(None, "/a/b/c").unwrap(), b"c");
 }
 
+/// A ramfs whose names may change behind the VFS (as procfs's and devfs's do), changed
+/// through `inner` directly.
+struct ChangingFs {
+    inner: RamFs,
+}
+
+impl FileSystem for ChangingFs {
+    fn type_name(&self) -> &'static str {
+        "changing"
+    }
+    fn root(&self) -> InodeNumber {
+        self.inner.root()
+    }
+    fn dentries_may_change(&self) -> bool {
+        true
+    }
+    fn statistics(&self) -> Result<FileSystemStatistics> {
+        self.inner.statistics()
+    }
+    fn metadata(&self, inode: InodeNumber) -> Result<Metadata> {
+        self.inner.metadata(inode)
+    }
+    fn set_metadata(&self, inode: InodeNumber, changes: &MetadataChanges) -> Result<()> {
+        self.inner.set_metadata(inode, changes)
+    }
+    fn lookup(&self, directory: InodeNumber, name: &str) -> Result<InodeNumber> {
+        self.inner.lookup(directory, name)
+    }
+    fn read_directory(&self, directory: InodeNumber) -> Result<Vec<DirectoryEntry>> {
+        self.inner.read_directory(directory)
+    }
+    fn create(&self, directory: InodeNumber, name: &str, kind: FileType, permissions: u16, uid: u32, gid: u32) -> Result<InodeNumber> {
+        self.inner.create(directory, name, kind, permissions, uid, gid)
+    }
+    fn symlink(&self, directory: InodeNumber, name: &str, target: &str, uid: u32, gid: u32) -> Result<InodeNumber> {
+        self.inner.symlink(directory, name, target, uid, gid)
+    }
+    fn link(&self, directory: InodeNumber, name: &str, inode: InodeNumber) -> Result<()> {
+        self.inner.link(directory, name, inode)
+    }
+    fn unlink(&self, directory: InodeNumber, name: &str) -> Result<InodeNumber> {
+        self.inner.unlink(directory, name)
+    }
+    fn rmdir(&self, directory: InodeNumber, name: &str) -> Result<InodeNumber> {
+        self.inner.rmdir(directory, name)
+    }
+    fn rename(
+        &self,
+        old_directory: InodeNumber,
+        old_name: &str,
+        new_directory: InodeNumber,
+        new_name: &str,
+    ) -> Result<Option<InodeNumber>> {
+        self.inner.rename(old_directory, old_name, new_directory, new_name)
+    }
+    fn read(&self, inode: InodeNumber, offset: u64, buffer: &mut [u8]) -> Result<usize> {
+        self.inner.read(inode, offset, buffer)
+    }
+    fn write(&self, inode: InodeNumber, offset: u64, data: &[u8]) -> Result<usize> {
+        self.inner.write(inode, offset, data)
+    }
+    fn truncate(&self, inode: InodeNumber, size: u64) -> Result<()> {
+        self.inner.truncate(inode, size)
+    }
+    fn readlink(&self, inode: InodeNumber) -> Result<String> {
+        self.inner.readlink(inode)
+    }
+    fn release(&self, inode: InodeNumber) -> Result<()> {
+        self.inner.release(inode)
+    }
+    fn sync(&self) -> Result<()> {
+        self.inner.sync()
+    }
+}
+
+#[test]
+fn names_that_may_change_behind_the_vfs_are_never_cached() {
+    let vfs = Vfs::new();
+    let changing = Arc::new(ChangingFs { inner: RamFs::new(clock, 1 << 20) });
+    vfs.mount("none", "/", changing.clone(), false).unwrap();
+    let root = changing.root();
+    // Changes through the VFS, then the opposite change behind it: the VFS sees the latter.
+    vfs.mkdir(None, "/d", 0o755).unwrap();
+    changing.inner.rmdir(root, "d").unwrap();
+    assert_eq!(vfs.stat(None, "/d").err(), Some(Errno::ENOENT), "no positive entry left by mkdir");
+    vfs.write_file(None, "/f", b"f", false).unwrap();
+    vfs.unlink(None, "/f").unwrap();
+    changing.inner.create(root, "f", FileType::Directory, 0o755, 0, 0).unwrap();
+    assert!(vfs.stat(None, "/f/").unwrap().is_directory(), "no negative entry left by unlink");
+    vfs.symlink(None, "/f", "/l").unwrap();
+    changing.inner.unlink(root, "l").unwrap();
+    changing.inner.create(root, "l", FileType::Regular, 0o644, 0, 0).unwrap();
+    assert_eq!(vfs.lstat(None, "/l").unwrap().kind, FileType::Regular, "no type left by symlink");
+    assert_eq!(vfs.dentry_statistics().hits, 0);
+}
+
 #[test]
 fn truncate_metadata_changes_and_space_limits() {
     let vfs = Vfs::new();
