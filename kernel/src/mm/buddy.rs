@@ -793,13 +793,24 @@ crate::ktest!(
             }
         }
         buddy.drain_per_cpu_pages();
-        // Other CPUs run tasks meanwhile: pages they free while memory is exhausted are
-        // taken too, so at least the pages free at the start were taken.
-        crate::kassert!(taken >= free_at_start, "took {} pages of the {} free at the start", taken, free_at_start);
+        // Other CPUs run tasks meanwhile (timers, workers, RCU callbacks): a page one of them
+        // takes while memory is exhausted may still be theirs now (seen: one page on raspi4b),
+        // and pages they free are taken too. With one CPU the counts must match exactly;
+        // with more, each other CPU may hold up to one per-CPU batch.
+        let cpus = crate::try_platform().map_or(1, |platform| platform.cpu().online_count() as usize).max(1);
+        let tolerance = (cpus - 1) * PER_CPU_BATCH;
+        crate::kassert!(taken + tolerance >= free_at_start, "took {} pages of the {} free at the start", taken, free_at_start);
         crate::kassert_eq!(order_zero_when_exhausted, Err(AllocError::OutOfMemory));
         crate::kassert_eq!(order_three_when_exhausted, Err(AllocError::OutOfMemory));
         crate::kassert_eq!(free_failures, 0);
-        crate::kassert_eq!(buddy.free_page_count(), free_at_start);
+        let free_now = buddy.free_page_count();
+        crate::kassert!(
+            free_now + tolerance >= free_at_start && free_now <= free_at_start + tolerance,
+            "{} pages free after giving everything back, {} at the start (tolerance {})",
+            free_now,
+            free_at_start,
+            tolerance
+        );
         crate::kassert_eq!(buddy.verify(), Ok(()));
         let recovered = buddy.alloc_pages(MAX_ORDER.min(4), AllocFlags::NONE);
         crate::kassert!(recovered.is_ok(), "allocation after recovery failed");
