@@ -1,10 +1,10 @@
 //! The scheduler proper: per-CPU state, `schedule`, wakeups, the preempt count and need-resched, the tick, sleeping and the idle loop.
 //!
 //! Every CPU has one [`IrqSpinLock`] over its run queue, current, idle and previous task.
-//! `schedule` decides under that lock, releases it with interrupts still masked, switches
-//! stacks through the arch's [`ContextSwitch`], and the task switched to finishes the switch
-//! (`finish_task_switch`): it clears the previous task's `on_cpu` and frees the stack of a
-//! task that exited. A waker takes the run-queue lock of the task's CPU, so a task that
+//! `schedule` decides under that lock, switches stacks through the arch's [`ContextSwitch`]
+//! with the lock still held and interrupts masked, and the task switched to finishes the
+//! switch (`finish_switch_irqs_disabled`): it releases the lock, clears the previous task's
+//! `on_cpu` and frees the stack of a task that exited. A waker takes the run-queue lock of the task's CPU, so a task that
 //! set itself sleeping and then calls `schedule` can never miss its wake-up.
 //!
 //! SMP rules:
