@@ -383,17 +383,25 @@ impl PageCache {
         let mut guard = self.state.lock();
         let state = &mut *guard;
         let mut missing = Vec::new();
-        for index in first..=last {
-            if let Some(page) = state.pages.get(&index) {
+        {
+            // One in-order walk over the cached pages of the range (not a lookup per page),
+            // each hit moved to the newest end of the LRU order in page order, as a lookup
+            // per page would; the gaps are the misses.
+            let CacheState { pages, by_use, use_clock, statistics, .. } = state;
+            let mut next = first;
+            for (&index, page) in pages.range_mut(first..=last) {
+                missing.extend(next..index);
                 copy_out(buffer, index, &page.data);
-                state.statistics.hits += 1;
-                state.use_clock += 1;
-                let now = state.use_clock;
-                Self::touch(state, index, now);
-            } else {
-                state.statistics.misses += 1;
-                missing.push(index);
+                *use_clock += 1;
+                by_use.remove(&page.last_used);
+                page.last_used = *use_clock;
+                by_use.insert(*use_clock, index);
+                next = index + 1;
             }
+            missing.extend(next..=last);
+            let hits = (last - first + 1) - missing.len() as u64;
+            statistics.hits += hits;
+            statistics.misses += missing.len() as u64;
         }
         let mut ahead = Vec::new();
         let mut victims = Vec::new();
