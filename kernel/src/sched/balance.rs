@@ -48,22 +48,31 @@ pub struct CpuLoad {
 }
 
 /// Where a waking (or new) task with `affinity`, last run on `previous_cpu`, should be
-/// queued (Linux's `select_task_rq` in its simplest form): the previous CPU if it is idle
-/// (its caches are warm), else any idle allowed CPU, else the allowed CPU with the least
-/// load (the previous one on a tie). `None` if the mask allows no online CPU.
-pub fn select_task_cpu(affinity: CpuMask, previous_cpu: usize, cpus: &[CpuLoad]) -> Option<usize> {
-    let allowed = affinity.within(cpus.len());
+/// queued among the first `cpu_count` CPUs (Linux's `select_task_rq` in its simplest form):
+/// the only allowed CPU, else the previous CPU if it is idle (its caches are warm), else
+/// any idle allowed CPU, else the allowed CPU with the least load (the previous one on a
+/// tie). `None` if the mask allows no CPU. `load` reads a CPU's snapshot; the common
+/// answers (one allowed CPU, an idle previous one) read at most one.
+#[inline]
+pub fn select_task_cpu(affinity: CpuMask, previous_cpu: usize, cpu_count: usize, load: impl Fn(usize) -> CpuLoad) -> Option<usize> {
+    let allowed = affinity.within(cpu_count);
     if allowed.is_empty() {
         return None;
     }
-    if allowed.contains(previous_cpu) && cpus[previous_cpu].idle {
+    if allowed.0.is_power_of_two() {
+        return Some(allowed.0.trailing_zeros() as usize);
+    }
+    if allowed.contains(previous_cpu) && load(previous_cpu).idle {
         return Some(previous_cpu);
     }
-    let candidates = || (0..cpus.len()).filter(|&cpu| allowed.contains(cpu));
-    if let Some(idle) = candidates().find(|&cpu| cpus[cpu].idle) {
+    let candidates = || (0..cpu_count.min(MAX_CPUS)).filter(|&cpu| allowed.contains(cpu));
+    if let Some(idle) = candidates().find(|&cpu| load(cpu).idle) {
         return Some(idle);
     }
-    candidates().min_by_key(|&cpu| (cpus[cpu].load, cpus[cpu].nr_running, cpu != previous_cpu))
+    candidates().min_by_key(|&cpu| {
+        let snapshot = load(cpu);
+        (snapshot.load, snapshot.nr_running, cpu != previous_cpu)
+    })
 }
 
 /// Imbalance threshold in percent (Linux's `imbalance_pct` of a core-level domain).
@@ -108,13 +117,13 @@ mod tests {
     #[test]
     fn wakeup_prefers_warm_idle_then_any_idle_then_least_loaded() {
         let cpus = [cpu(2, false), cpu(0, true), cpu(1, false), cpu(0, true)];
-        assert_eq!(select_task_cpu(CpuMask::ALL, 3, &cpus), Some(3));
-        assert_eq!(select_task_cpu(CpuMask::ALL, 0, &cpus), Some(1));
-        assert_eq!(select_task_cpu(CpuMask(0b101), 0, &cpus), Some(2));
-        assert_eq!(select_task_cpu(CpuMask::only(0), 3, &cpus), Some(0), "affinity wins over idleness");
-        assert_eq!(select_task_cpu(CpuMask::only(7), 0, &cpus), None);
+        assert_eq!(select_task_cpu(CpuMask::ALL, 3, cpus.len(), |c| cpus[c]), Some(3));
+        assert_eq!(select_task_cpu(CpuMask::ALL, 0, cpus.len(), |c| cpus[c]), Some(1));
+        assert_eq!(select_task_cpu(CpuMask(0b101), 0, cpus.len(), |c| cpus[c]), Some(2));
+        assert_eq!(select_task_cpu(CpuMask::only(0), 3, cpus.len(), |c| cpus[c]), Some(0), "affinity wins over idleness");
+        assert_eq!(select_task_cpu(CpuMask::only(7), 0, cpus.len(), |c| cpus[c]), None);
         let busy = [cpu(1, false), cpu(1, false)];
-        assert_eq!(select_task_cpu(CpuMask::ALL, 1, &busy), Some(1), "ties stay on the previous CPU");
+        assert_eq!(select_task_cpu(CpuMask::ALL, 1, busy.len(), |c| busy[c]), Some(1), "ties stay on the previous CPU");
     }
 
     #[test]

@@ -55,10 +55,9 @@ pub(super) struct CpuState {
 /// A CPU's scheduler.
 pub(super) struct PerCpu {
     pub state: IrqSpinLock<Option<CpuState>>,
-    /// The current task's id + 1 (0 before the scheduler runs), readable without the lock.
-    pub current_id: AtomicU64,
     /// The current task (`SlabArc::as_ptr` of `CpuState::current`), null before the
-    /// scheduler runs: [`current`] reads it with interrupts masked instead of taking the lock.
+    /// scheduler runs: [`current`] and [`current_id`] read it with interrupts masked instead
+    /// of taking the lock.
     pub current_task: AtomicPtr<Task>,
     pub need_resched: AtomicBool,
     pub preempt_count: AtomicU32,
@@ -83,7 +82,6 @@ impl PerCpu {
     const fn new() -> Self {
         PerCpu {
             state: IrqSpinLock::new(None),
-            current_id: AtomicU64::new(0),
             current_task: AtomicPtr::new(core::ptr::null_mut()),
             need_resched: AtomicBool::new(false),
             preempt_count: AtomicU32::new(0),
@@ -169,7 +167,7 @@ pub(super) fn init_cpu(operations: Option<&ContextSwitch>) -> bool {
     idle.set_cpu(cpu);
     idle.set_affinity(CpuMask::only(cpu));
     idle.on_cpu.store(true, Ordering::Release);
-    CPUS[cpu].current_id.store(idle.id() + 1, Ordering::Release);
+    let idle_task = TaskRef::as_ptr(&idle).cast_mut();
     {
         let mut guard = CPUS[cpu].state.lock();
         let state = guard.insert(CpuState {
@@ -187,10 +185,9 @@ pub(super) fn init_cpu(operations: Option<&ContextSwitch>) -> bool {
     TASKS.lock().insert(idle.id(), idle);
     CPUS[cpu].active.store(true, Ordering::Release);
     ACTIVE_MASK.fetch_or(1 << cpu, Ordering::AcqRel);
-    // Last: a non-null current task means this CPU runs the scheduler (see `current`).
-    if let Some(state) = CPUS[cpu].state.lock().as_ref() {
-        CPUS[cpu].current_task.store(TaskRef::as_ptr(&state.current).cast_mut(), Ordering::Release);
-    }
+    // Last: a non-null current task means this CPU runs the scheduler (see `current`). No
+    // switch can have happened yet on this CPU, so its current task is still the idle task.
+    CPUS[cpu].current_task.store(idle_task, Ordering::Release);
     true
 }
 
@@ -250,7 +247,12 @@ pub fn current() -> Option<TaskRef> {
 
 /// The id of the task running on the calling CPU, without taking any lock.
 pub fn current_id() -> Option<TaskId> {
-    with_interrupts_masked(|| CPUS[this_cpu()].current_id.load(Ordering::Acquire).checked_sub(1))
+    with_interrupts_masked(|| {
+        let task = CPUS[this_cpu()].current_task.load(Ordering::Acquire);
+        // SAFETY: as in `current`: a non-null pointer is this CPU's current task, alive and
+        // current while interrupts stay masked.
+        (!task.is_null()).then(|| unsafe { (*task).id() })
+    })
 }
 
 /// The context-switch operations.
@@ -342,21 +344,11 @@ fn enqueue_locked(cpu: usize, state: &mut CpuState, task: &TaskRef, reason: Enqu
 /// [`balance::select_task_cpu`], over the CPUs that joined the scheduler.
 fn select_cpu(task: &TaskRef) -> usize {
     let allowed = CpuMask(task.affinity().0 & active_mask().0);
-    // The answers `select_task_cpu` would give, without reading every CPU's load: the only
-    // allowed CPU, or an idle previous one.
-    if allowed.0.is_power_of_two() {
-        return allowed.0.trailing_zeros() as usize;
-    }
     let previous = task.cpu();
-    if allowed.contains(previous) && CPUS[previous].idle.load(Ordering::Relaxed) {
-        return previous;
-    }
-    let loads: [CpuLoad; MAX_SCHED_CPUS] = core::array::from_fn(|cpu| CPUS[cpu].snapshot());
-    match balance::select_task_cpu(allowed, task.cpu(), &loads) {
+    match balance::select_task_cpu(allowed, previous, MAX_SCHED_CPUS, |cpu| CPUS[cpu].snapshot()) {
         Some(cpu) => cpu,
         // No allowed CPU is running the scheduler: stay where the task was.
         None => {
-            let previous = task.cpu();
             if CPUS[previous].active.load(Ordering::Acquire) {
                 previous
             } else {
@@ -590,7 +582,6 @@ fn schedule_with(requeue: Requeue) {
     }
     next.on_cpu.store(true, Ordering::Release);
     next.set_cpu(cpu);
-    per_cpu.current_id.store(next.id() + 1, Ordering::Release);
     per_cpu.current_task.store(TaskRef::as_ptr(&next).cast_mut(), Ordering::Release);
     let previous = core::mem::replace(&mut state.current, next);
     let this_task = TaskRef::as_ptr(&previous);
