@@ -286,16 +286,8 @@ impl<T: Entity> RunQueue<T> {
     #[inline(always)]
     pub fn pick_next(&mut self, now: u64, previous_id: Option<u64>) -> Option<T> {
         debug_assert!(self.current.is_none(), "pick_next with a current task");
-        let next = match self.rt.pop() {
-            Some(task) => {
-                // An RT pick leaves the fair tree as it was, and `update_current` (in
-                // `put_prev`) already followed the previous task: min_vruntime stands.
-                if previous_id != Some(task.id()) {
-                    self.switches += 1;
-                }
-                self.set_current(task.clone(), now);
-                return Some(task);
-            }
+        let (next, fair) = match self.rt.pop() {
+            Some(task) => (task, false),
             None => {
                 let skip = self.skip.take();
                 let mut keys = self.fair.keys();
@@ -306,14 +298,18 @@ impl<T: Entity> RunQueue<T> {
                 };
                 let task = self.fair.remove(&key)?;
                 self.fair_weight -= task.params().weight();
-                task
+                (task, true)
             }
         };
         if previous_id != Some(next.id()) {
             self.switches += 1;
         }
         self.set_current(next.clone(), now);
-        self.update_min_vruntime();
+        // An RT pick leaves the fair tree as it was, and `update_current` (in `put_prev`)
+        // already followed the previous task: min_vruntime stands.
+        if fair {
+            self.update_min_vruntime();
+        }
         Some(next)
     }
 

@@ -49,6 +49,13 @@ impl<T: ?Sized> SpinLock<T> {
         self.now_serving.store(self.now_serving.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
     }
 
+    /// Takes the next ticket only if it is served at once (the lock is free).
+    #[inline]
+    fn try_take_ticket(&self) -> bool {
+        let serving = self.now_serving.load(Ordering::Relaxed);
+        self.next_ticket.compare_exchange(serving, serving.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed).is_ok()
+    }
+
     #[inline]
     fn spin_for_ticket(&self) {
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
@@ -66,9 +73,7 @@ impl<T: ?Sized> SpinLock<T> {
     #[cfg_attr(debug_assertions, track_caller)]
     pub fn try_lock(&self) -> Option<SpinLockGuard<'_, T>> {
         crate::sched::preempt_disable();
-        let serving = self.now_serving.load(Ordering::Relaxed);
-        let taken = self.next_ticket.compare_exchange(serving, serving.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed).is_ok();
-        if taken {
+        if self.try_take_ticket() {
             lockdep::acquire(&self.class, LockKind::Spin, self.instance(), true);
             Some(SpinLockGuard { lock: self })
         } else {
@@ -222,8 +227,7 @@ impl<T: ?Sized> IrqSpinLock<T> {
     pub fn try_lock(&self) -> Option<IrqSpinLockGuard<'_, T>> {
         let saved = disable_local_interrupts();
         let lock = &self.inner;
-        let serving = lock.now_serving.load(Ordering::Relaxed);
-        if lock.next_ticket.compare_exchange(serving, serving.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        if lock.try_take_ticket() {
             lockdep::acquire(&lock.class, LockKind::Spin, lock.instance(), true);
             Some(IrqSpinLockGuard { lock, saved })
         } else {
